@@ -22,7 +22,8 @@ export const lun = z
   .refine(Number.isInteger, { error: 'must be an integer' })
   .refine((n) => n >= 0 && n <= 255, { error: 'must be between 0 and 255' });
 
-const IQN_RE = /^iqn\.\d{4}-(0[1-9]|1[0-2])\.[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:[^\s]+)?$/i;
+const IQN_RE =
+  /^iqn\.\d{4}-(0[1-9]|1[0-2])\.[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:[^\s]+)?$/i;
 const EUI_RE = /^eui\.[0-9a-f]{16}$/i;
 const NAA_RE = /^naa\.([0-9a-f]{16}|[0-9a-f]{32})$/i;
 
@@ -34,7 +35,9 @@ export function isIscsiName(s: string): boolean {
 /** An initiator's iSCSI name, lower-cased (IQNs compare case-insensitively). */
 export const initiatorName = z
   .string({ error: 'must be a string' })
-  .refine(isIscsiName, { error: 'must be an iSCSI name (iqn.YYYY-MM.domain[:id], eui.<16 hex>, naa.<16|32 hex>)' })
+  .refine(isIscsiName, {
+    error: 'must be an iSCSI name (iqn.YYYY-MM.domain[:id], eui.<16 hex>, naa.<16|32 hex>)',
+  })
   .transform((s) => s.toLowerCase());
 
 /** A CHAP secret or user; null or "" disables that direction. */
@@ -55,3 +58,6 @@ export const looseBool = z
   });
 
 export const initType = z.literal('iscsi', { error: "must be 'iscsi'" });
+
+/** A configured pool's name (checked against the pool list, which answers -110). */
+export const poolName = z.string({ error: 'must be a string' }).min(1, { error: 'must not be empty' });

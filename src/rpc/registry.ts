@@ -61,11 +61,16 @@ export class MethodRegistry {
     if (!def) throw new TargetdError(ErrorCode.METHOD_NOT_FOUND, `method not found: ${name}`);
     let params: unknown = raw;
     // Upstream clients send no params as omitted, null, {} or [].
-    if (params === undefined || params === null || (Array.isArray(params) && params.length === 0)) params = {};
+    if (params === undefined || params === null || (Array.isArray(params) && params.length === 0))
+      params = {};
     if (Array.isArray(params)) {
-      throw new TargetdError(ErrorCode.INVALID_PARAMS, 'params must be an object of named parameters, not positional');
+      throw new TargetdError(
+        ErrorCode.INVALID_PARAMS,
+        'params must be an object of named parameters, not positional',
+      );
     }
-    if (typeof params !== 'object') throw new TargetdError(ErrorCode.INVALID_PARAMS, 'params must be an object');
+    if (typeof params !== 'object')
+      throw new TargetdError(ErrorCode.INVALID_PARAMS, 'params must be an object');
     const result = def.params.safeParse(params);
     if (!result.success) throw new TargetdError(ErrorCode.INVALID_PARAMS, describeIssues(result.error));
     return { def, params: result.data };

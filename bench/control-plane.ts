@@ -1,0 +1,152 @@
+/**
+ * Control-plane benchmark against a real daemon (file pool, no data plane), printing one table:
+ *  - create → export → unexport → destroy cycles per second (1 client and 8 clients)
+ *  - vol_list latency with 10 000 volumes in the pool
+ *  - vol_copy of a 4 GiB volume holding 256 MiB of data vs `cp --sparse=always` of the same file (ABAB, median of 3)
+ * Run: npm run build && node --import tsx bench/control-plane.ts
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { open, readdir, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { type DaemonHandle, startDaemon } from '../test/helpers/daemon.js';
+
+const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const pct = (xs: number[], p: number) =>
+  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))];
+
+const rows: [string, string, string, string][] = [];
+
+async function cycles(d: DaemonHandle, clients: number, seconds: number): Promise<number> {
+  let done = 0;
+  const end = Date.now() + seconds * 1000;
+  await Promise.all(
+    Array.from({ length: clients }, async (_, c) => {
+      for (let i = 0; Date.now() < end; i++) {
+        const name = `cy-${c}-${i}`;
+        const iqn = `iqn.2024-01.bench.host:c${c}`;
+        await d.call('vol_create', { pool: 'pool1', name, size: 16 * MiB });
+        await d.call('export_create', { pool: 'pool1', vol: name, initiator_wwn: iqn, lun: 0 });
+        await d.call('export_destroy', { pool: 'pool1', vol: name, initiator_wwn: iqn });
+        await d.call('vol_destroy', { pool: 'pool1', name });
+        done++;
+      }
+    }),
+  );
+  return done / seconds;
+}
+
+async function volFile(d: DaemonHandle, name: string): Promise<string> {
+  const f = (await readdir(join(d.dir, 'pool1'))).find((x) => x.startsWith(`${name}.`));
+  if (!f) throw new Error(`no file for ${name}`);
+  return join(d.dir, 'pool1', f);
+}
+
+async function main(): Promise<void> {
+  const d = await startDaemon({ config: { async_after: -1, log_level: 'warn' } });
+  try {
+    // 1. cycles
+    for (const clients of [1, 8]) {
+      await cycles(d, clients, 1); // warm-up
+      const rates = [await cycles(d, clients, 5), await cycles(d, clients, 5), await cycles(d, clients, 5)];
+      rows.push([
+        `create→export→unexport→destroy, ${clients} client${clients > 1 ? 's' : ''}`,
+        `${median(rates).toFixed(0)} cycles/s`,
+        '≥ 200 cycles/s',
+        median(rates) >= 200 ? 'met' : 'NOT met',
+      ]);
+    }
+
+    // 2. vol_list with 10 000 volumes
+    const N = 10000;
+    const batch = 50;
+    for (let i = 0; i < N; i += batch) {
+      await Promise.all(
+        Array.from({ length: batch }, (_, j) =>
+          d.call('vol_create', { pool: 'pool1', name: `many-${i + j}`, size: MiB }),
+        ),
+      );
+    }
+    const lat: number[] = [];
+    for (let i = 0; i < 50; i++) {
+      const t = performance.now();
+      const vols = await d.call<unknown[]>('vol_list', { pool: 'pool1' });
+      lat.push(performance.now() - t);
+      if (vols.length !== N) throw new Error(`expected ${N} volumes, got ${vols.length}`);
+    }
+    rows.push([
+      'vol_list latency, 10 000 volumes',
+      `p50 ${median(lat).toFixed(1)} ms, p95 ${pct(lat, 0.95).toFixed(1)} ms`,
+      'p50 < 50 ms',
+      median(lat) < 50 ? 'met' : 'NOT met',
+    ]);
+    for (let i = 0; i < N; i += batch) {
+      await Promise.all(
+        Array.from({ length: batch }, (_, j) =>
+          d.call('vol_destroy', { pool: 'pool1', name: `many-${i + j}` }),
+        ),
+      );
+    }
+
+    // 3. vol_copy vs cp --sparse=always, same source file, alternating
+    await d.call('vol_create', { pool: 'pool1', name: 'src', size: 4 * GiB });
+    const src = await volFile(d, 'src');
+    const h = await open(src, 'r+');
+    const chunk = Buffer.alloc(MiB);
+    for (let i = 0; i < 256; i++) {
+      chunk.fill(i + 1);
+      await h.write(chunk, 0, MiB, i * 16 * MiB); // 256 MiB spread over 4 GiB
+    }
+    await h.sync();
+    await h.close();
+    const srcBlocks = (await stat(src)).blocks * 512;
+    const cpDst = join(d.dir, 'cp-copy.img');
+    const ours: number[] = [];
+    const theirs: number[] = [];
+    let ourAlloc = 0;
+    let cpAlloc = 0;
+    for (let r = 0; r < 3; r++) {
+      let t = performance.now();
+      execFileSync('cp', ['--sparse=always', src, cpDst]);
+      theirs.push((performance.now() - t) / 1000);
+      cpAlloc = (await stat(cpDst)).blocks * 512;
+      await rm(cpDst);
+      t = performance.now();
+      await d.call('vol_copy', { pool: 'pool1', vol_orig: 'src', vol_new: 'dst' });
+      ours.push((performance.now() - t) / 1000);
+      ourAlloc = (await stat(await volFile(d, 'dst'))).blocks * 512;
+      await d.call('vol_destroy', { pool: 'pool1', name: 'dst' });
+    }
+    const ratio = median(ours) / median(theirs);
+    rows.push([
+      'cp --sparse=always, 4 GiB with 256 MiB data',
+      `${median(theirs).toFixed(3)} s (dest ${(cpAlloc / MiB).toFixed(0)} MiB on disk)`,
+      '',
+      '',
+    ]);
+    rows.push([
+      'vol_copy, same file (API call, sparse copy)',
+      `${median(ours).toFixed(3)} s (dest ${(ourAlloc / MiB).toFixed(0)} MiB on disk, source ${(srcBlocks / MiB).toFixed(0)} MiB)`,
+      '≤ 1.2× cp, dest ≤ source',
+      `${ratio.toFixed(2)}× cp, ${ratio <= 1.2 && ourAlloc <= srcBlocks ? 'met' : 'NOT met'}`,
+    ]);
+  } finally {
+    await d.dispose();
+  }
+
+  const fs = spawnSync('df', ['-T', '--output=fstype', '/tmp'], { encoding: 'utf8' })
+    .stdout.split('\n')[1]
+    ?.trim();
+  const head: [string, string, string, string] = ['benchmark', 'result', 'goal', 'verdict'];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (r: string[]) => `| ${r.map((c, i) => c.padEnd(widths[i])).join(' | ')} |`;
+  console.log(
+    `\ncontrol plane, ${new Date().toISOString().slice(0, 10)}, node ${process.version}, pool on ${fs}`,
+  );
+  console.log(line(head));
+  console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
+  for (const r of rows) console.log(line(r));
+}
+
+await main();

@@ -1,0 +1,126 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parse } from 'yaml';
+import type { z } from 'zod';
+import { type Config, configSchema, KNOWN_KEYS } from './schema.js';
+
+export const DEFAULT_CONFIG_PATH = '/etc/target/targetd.yaml';
+
+/** A configuration problem: the message names the key. */
+export class ConfigError extends Error {}
+
+/** What loading produced: the config, warnings to log, and notes for the first log lines. */
+export interface LoadedConfig {
+  config: Config;
+  source: string;
+  warnings: string[];
+  /** Set in the embedded default: where its data lives and the password to print once (first start only). */
+  embedded?: { dataDir: string; passwordFile: string; newPassword?: string };
+}
+
+function describe(error: z.ZodError): string {
+  return error.issues
+    .map((i) => {
+      const key = i.path.map(String).join('.') || '(top level)';
+      if (i.code === 'invalid_type' && i.input === undefined)
+        return `${key}: ${i.message.startsWith('is required') ? i.message : 'is required'}`;
+      return `${key}: ${i.message}`;
+    })
+    .join('; ');
+}
+
+/** Validates a parsed YAML document; throws ConfigError naming each bad key. */
+export function validateConfig(doc: unknown, source: string): { config: Config; warnings: string[] } {
+  const obj = doc ?? {};
+  if (typeof obj !== 'object' || Array.isArray(obj))
+    throw new ConfigError(`${source}: must be a mapping of keys to values`);
+  const warnings = Object.keys(obj)
+    .filter((k) => !KNOWN_KEYS.has(k))
+    .map((k) => `${source}: unknown key '${k}' ignored`);
+  const result = configSchema.safeParse(obj);
+  if (!result.success) throw new ConfigError(`${source}: ${describe(result.error)}`);
+  const config = result.data;
+  const names = new Set<string>();
+  for (const p of config.file_pools) {
+    if (names.has(p.name))
+      throw new ConfigError(`${source}: file_pools: pool name '${p.name}' is used twice`);
+    names.add(p.name);
+  }
+  if (config.block_pools.length > 0) {
+    throw new ConfigError(
+      `${source}: block_pools: LVM block pools are not supported by this build yet; use file_pools`,
+    );
+  }
+  if (config.fs_pools.length > 0) {
+    throw new ConfigError(`${source}: fs_pools: filesystem pools are not supported by this build yet`);
+  }
+  if (config.iscsi_backend !== 'none') {
+    throw new ConfigError(
+      `${source}: iscsi_backend: '${config.iscsi_backend}' is not available in this build yet; use 'none'`,
+    );
+  }
+  return { config, warnings };
+}
+
+/** Reads and validates a YAML config file. */
+export async function loadConfigFile(path: string): Promise<LoadedConfig> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    throw new ConfigError(`cannot read config file ${path}: ${(e as Error).message}`);
+  }
+  let doc: unknown;
+  try {
+    doc = parse(text);
+  } catch (e) {
+    throw new ConfigError(`${path}: not valid YAML: ${(e as Error).message}`);
+  }
+  return { ...validateConfig(doc, path), source: path };
+}
+
+/** Where the embedded default keeps its data when no config file exists. */
+export function embeddedDataDir(): string {
+  if (process.env.TARGETD_DATA_DIR) return resolve(process.env.TARGETD_DATA_DIR);
+  const base = process.env.XDG_DATA_HOME || join(homedir(), '.local', 'share');
+  return join(base, 'targetd');
+}
+
+/**
+ * The embedded default: no root, no config file. A state dir and one file pool in a data folder,
+ * a generated password kept there with mode 0600, API on 127.0.0.1 only.
+ */
+export async function embeddedConfig(): Promise<LoadedConfig> {
+  const dataDir = embeddedDataDir();
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  const passwordFile = join(dataDir, 'password');
+  let password: string;
+  let newPassword: string | undefined;
+  if (existsSync(passwordFile)) {
+    password = (await readFile(passwordFile, 'utf8')).trim();
+  } else {
+    password = randomBytes(18).toString('base64url');
+    await writeFile(passwordFile, `${password}\n`, { mode: 0o600, flag: 'wx' });
+    newPassword = password;
+  }
+  const { config, warnings } = validateConfig(
+    {
+      password,
+      rpc_address: '127.0.0.1',
+      state_dir: join(dataDir, 'state'),
+      file_pools: [{ name: 'default', path: join(dataDir, 'pools', 'default') }],
+    },
+    'embedded default',
+  );
+  return { config, warnings, source: 'embedded default', embedded: { dataDir, passwordFile, newPassword } };
+}
+
+/** Loads the config for `serve`: an explicit path must exist; the default path falls back to the embedded default. */
+export async function loadConfig(explicitPath: string | undefined): Promise<LoadedConfig> {
+  if (explicitPath) return loadConfigFile(explicitPath);
+  if (existsSync(DEFAULT_CONFIG_PATH)) return loadConfigFile(DEFAULT_CONFIG_PATH);
+  return embeddedConfig();
+}

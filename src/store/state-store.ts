@@ -1,0 +1,80 @@
+import type { FileHandle } from 'node:fs/promises';
+import { chmod, mkdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { writeFileAtomic } from './atomic-file.js';
+import { lockStateDir } from './lock.js';
+import { emptyState, type State, stateSchema } from './state.js';
+
+/** Raised when the state file exists but cannot be trusted; the daemon refuses to start rather than lose exports. */
+export class StateCorruptError extends Error {}
+
+/**
+ * The state file under `state_dir`: loaded once, then every change is written atomically and durably
+ * before the call that made it returns. Holds the directory lock so a second daemon is refused.
+ */
+export class StateStore {
+  private lock: FileHandle | undefined;
+  private current: State = emptyState();
+  readonly file: string;
+
+  constructor(readonly dir: string) {
+    this.file = join(dir, 'state.json');
+  }
+
+  /** Takes the lock and loads the state (a fresh one when there is no file yet). */
+  async open(): Promise<State> {
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    // The directory holds CHAP secrets: keep it private even if it pre-existed.
+    await chmod(this.dir, 0o700);
+    this.lock = await lockStateDir(join(this.dir, 'lock'));
+    let text: string | undefined;
+    try {
+      text = await readFile(this.file, 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+    if (text === undefined) {
+      this.current = emptyState();
+      await this.save(this.current);
+    } else {
+      let doc: unknown;
+      try {
+        doc = JSON.parse(text);
+      } catch (e) {
+        throw new StateCorruptError(
+          `state file ${this.file} is not valid JSON (${(e as Error).message}); refusing to start`,
+        );
+      }
+      const r = stateSchema.safeParse(doc);
+      if (!r.success) {
+        throw new StateCorruptError(
+          `state file ${this.file} does not match schema version 1: ${r.error.message}`,
+        );
+      }
+      this.current = r.data;
+    }
+    return structuredClone(this.current);
+  }
+
+  /** The last durably saved state (a copy: callers change it and hand it to save). */
+  get(): State {
+    return structuredClone(this.current);
+  }
+
+  /** A read-only view without copying, for hot read paths. */
+  peek(): Readonly<State> {
+    return this.current;
+  }
+
+  /** Writes `next` durably, then makes it current. On failure the old state stays current. */
+  async save(next: State): Promise<void> {
+    await writeFileAtomic(this.file, `${JSON.stringify(next, null, 1)}\n`);
+    this.current = next;
+  }
+
+  /** Releases the lock. */
+  async close(): Promise<void> {
+    await this.lock?.close();
+    this.lock = undefined;
+  }
+}
