@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -187,6 +187,7 @@ describe('HTTPS', () => {
     execFileSync('chmod', ['600', join(certDir, 'key.pem')]);
     d = await startDaemon({
       config: { ssl: true, ssl_cert: join(certDir, 'cert.pem'), ssl_key: join(certDir, 'key.pem') },
+      ca: await readFile(join(certDir, 'cert.pem')),
     });
   });
   after(async () => {

@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { request as httpsRequest } from 'node:https';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -37,6 +38,8 @@ export interface DaemonOptions {
   /** Reuse a directory (state and pools) from an earlier daemon, for restart tests. */
   dir?: string;
   env?: Record<string, string>;
+  /** CA to trust for HTTPS. */
+  ca?: Buffer;
   /** Start the daemon under this umask (e.g. 0 to prove files get explicit modes). */
   umask?: number;
 }
@@ -93,7 +96,7 @@ export class DaemonHandle {
           ];
     this.proc = spawn(cmd, args, {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, NODE_TLS_REJECT_UNAUTHORIZED: '0', ...this.env },
+      env: { ...process.env, ...this.env },
     });
     this.proc.stdout!.on('data', (d) => {
       this.stderr += d;
@@ -110,17 +113,43 @@ export class DaemonHandle {
         await this.call('pool_list');
         return;
       } catch (e) {
-        if (Date.now() > deadline) throw new Error(`daemon did not answer: ${e}\n${this.stderr}`);
+        if (Date.now() > deadline) {
+          // A daemon that never became ready must not outlive the test and keep its runner alive.
+          await this.kill('SIGKILL');
+          throw new Error(`daemon did not answer: ${e}\n${this.stderr}`);
+        }
         await new Promise((r) => setTimeout(r, 50));
       }
     }
   }
 
-  /** POSTs a raw body; returns the fetch Response. */
+  /** CA certificate to trust for HTTPS (the test's self-made certificate). */
+  ca: Buffer | undefined;
+
+  /** POSTs a raw body; returns a fetch-style Response. */
   async post(body: string, headers: Record<string, string> = {}, auth = true): Promise<Response> {
     const h: Record<string, string> = { 'content-type': 'application/json', ...headers };
     if (auth) h.authorization = `Basic ${Buffer.from(`${this.user}:${this.password}`).toString('base64')}`;
-    return fetch(this.url, { method: 'POST', headers: h, body });
+    if (this.scheme === 'http') return fetch(this.url, { method: 'POST', headers: h, body });
+    // fetch cannot be told to trust one CA; node:https can, so the certificate is really verified.
+    return new Promise((ok, fail) => {
+      const req = httpsRequest(
+        this.url,
+        { method: 'POST', headers: h, ca: this.ca, servername: 'localhost' },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => {
+            const status = res.statusCode ?? 0;
+            const hdrs = new Headers();
+            for (const [k, v] of Object.entries(res.headers)) if (typeof v === 'string') hdrs.set(k, v);
+            ok(new Response(status === 204 ? null : Buffer.concat(chunks), { status, headers: hdrs }));
+          });
+        },
+      );
+      req.on('error', fail);
+      req.end(body);
+    });
   }
 
   /** Calls a method; resolves with `result`, rejects with RpcError (a positive code is an async id). */
@@ -178,6 +207,7 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<DaemonHandl
     ...opts.config,
   };
   const d = new DaemonHandle(dir, config, opts.env, opts.umask);
+  d.ca = opts.ca;
   await d.start();
   return d;
 }
