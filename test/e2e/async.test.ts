@@ -17,7 +17,8 @@ async function fill(path: string, mib: number): Promise<void> {
 }
 
 async function volFile(d: DaemonHandle, pool: string, name: string): Promise<string> {
-  const dir = join(d.dir, pool);
+  const pools = d.config.file_pools as { name: string; path: string }[];
+  const dir = pools.find((p) => p.name === pool)!.path;
   const f = (await readdir(dir)).find((x) => x === name || x.startsWith(`${name}.`));
   assert.ok(f, `no file for ${name} in ${dir}`);
   return join(dir, f);
@@ -89,7 +90,9 @@ describe('async vol_copy (the seed contract)', () => {
     assert.equal(await d.call('vol_copy', { pool: 'pool1', vol_orig: 'src', vol_new: 'dst' }), null);
   });
 
-  test('a failure is reported exactly once, with a negative status', { skip: !isRoot && 'needs root to mount a tmpfs' }, async () => {
+  test('a failure is reported exactly once, with a negative status', {
+    skip: !isRoot && 'needs root to mount a tmpfs',
+  }, async () => {
     const base = await startDaemon({ config: { async_after: 0 } });
     daemons.push(base);
     // A small filesystem that the copy will fill up.
@@ -118,6 +121,7 @@ describe('async vol_copy (the seed contract)', () => {
       assert.deepEqual(await names(base, 'small'), ['src']);
       await base.kill();
     } finally {
+      await base.kill('SIGKILL');
       execFileSync('umount', [mnt]);
     }
   });
@@ -154,15 +158,23 @@ describe('async vol_copy (the seed contract)', () => {
     const d = await startDaemon();
     daemons.push(d);
     for (let round = 0; round < 3; round++) {
-      const before = await d.call<{ name: string; uuid: string; size: number }[]>('vol_list', { pool: 'pool1' });
+      const before = await d.call<{ name: string; uuid: string; size: number }[]>('vol_list', {
+        pool: 'pool1',
+      });
       const inflight = Array.from({ length: 40 }, (_, i) =>
         d.call('vol_create', { pool: 'pool1', name: `k${round}-${i}`, size: (i + 1) * MiB }).catch(() => {}),
       );
       await new Promise((r) => setTimeout(r, 15 + round * 10));
       await d.restart('SIGKILL');
       await Promise.all(inflight);
-      const vols = await d.call<{ name: string; uuid: string; size: number }[]>('vol_list', { pool: 'pool1' });
-      for (const v of before) assert.deepEqual(vols.find((x) => x.name === v.name), v);
+      const vols = await d.call<{ name: string; uuid: string; size: number }[]>('vol_list', {
+        pool: 'pool1',
+      });
+      for (const v of before)
+        assert.deepEqual(
+          vols.find((x) => x.name === v.name),
+          v,
+        );
       for (const v of vols) {
         const m = /^k\d-(\d+)$/.exec(v.name);
         assert.ok(m);
