@@ -6,7 +6,7 @@ import type { BlockPool, VolumeInfo } from '../pools/types.js';
 import { ErrorCode, invalidParam, TargetdError } from '../rpc/errors.js';
 import type { AgMap, ChapState, ExportEntry, State } from '../store/state.js';
 import type { StateStore } from '../store/state-store.js';
-import { Mutex } from './mutex.js';
+import { KeyedMutex, Mutex } from './mutex.js';
 
 /** pool_list entry, both dialects. */
 export interface PoolEntry {
@@ -46,12 +46,16 @@ function poolUuid(name: string): string {
 }
 
 /**
- * The array: every rule that spans pools, the export registry and async jobs. Mutations run one at a time
- * under one mutex and are saved durably before they return; reads and the long part of a copy run outside it.
+ * The array: every rule that spans pools, the export registry and async jobs.
+ * Locking: a volume's mutations run one at a time under its own lock (so work on different volumes, and
+ * its fsyncs, overlap); changes to the registry (state file) run one at a time under the registry lock and
+ * are saved durably before they return. Lock order is always volume locks, then the registry lock.
+ * Reads take no lock, and the long part of a copy runs outside all of them.
  */
 export class StorageArray {
   private readonly pools = new Map<string, BlockPool>();
-  private readonly mutex = new Mutex();
+  private readonly registry = new Mutex();
+  private readonly volumeLocks = new KeyedMutex();
   private readonly jobs = new JobTable();
   /** Names reserved by copies in progress: `pool/name`. */
   private readonly reserved = new Set<string>();
@@ -107,8 +111,17 @@ export class StorageArray {
     return v;
   }
 
+  /** Runs `task` holding the registry lock. */
   private exclusive<T>(task: () => Promise<T>): Promise<T> {
-    return this.mutex.run(task);
+    return this.registry.run(task);
+  }
+
+  /** Runs `task` holding the locks of the given volumes of `pool`. */
+  private withVolumes<T>(pool: string, vols: string[], task: () => Promise<T>): Promise<T> {
+    return this.volumeLocks.run(
+      vols.map((v) => `${pool}/${v}`),
+      task,
+    );
   }
 
   // ---- pools and volumes ----
@@ -137,7 +150,7 @@ export class StorageArray {
 
   /** vol_create. */
   volCreate(poolName: string, name: string, size: number): Promise<void> {
-    return this.exclusive(async () => {
+    return this.withVolumes(poolName, [name], async () => {
       const pool = this.pool(poolName);
       this.checkNameFree(pool, name);
       await pool.create(name, size);
@@ -180,7 +193,7 @@ export class StorageArray {
 
   /** vol_destroy. */
   volDestroy(poolName: string, name: string): Promise<void> {
-    return this.exclusive(async () => {
+    return this.withVolumes(poolName, [name], async () => {
       const pool = this.pool(poolName);
       await this.volume(pool, name);
       this.checkNotInUse(this.store.peek(), poolName, name);
@@ -196,7 +209,7 @@ export class StorageArray {
 
   /** vol_resize: grow only. */
   volResize(poolName: string, name: string, size: number): Promise<void> {
-    return this.exclusive(async () => {
+    return this.withVolumes(poolName, [name], async () => {
       const pool = this.pool(poolName);
       const v = await this.volume(pool, name);
       if (size <= v.size) {
@@ -212,7 +225,7 @@ export class StorageArray {
           `volume '${name}' is in use by a copy in progress (async id ${j.id})`,
         );
       await pool.resize(name, size);
-      if (this.isExported(poolName, name)) await this.applyExports();
+      if (this.isExported(poolName, name)) await this.exclusive(() => this.applyExports());
     });
   }
 
@@ -229,7 +242,7 @@ export class StorageArray {
    * positive code is the async id, while the copy runs on.
    */
   async volCopy(poolName: string, src: string, dst: string, size: number | undefined): Promise<void> {
-    const { id, done, instant } = await this.exclusive(async () => {
+    const { id, done, instant } = await this.withVolumes(poolName, [src, dst], async () => {
       const pool = this.pool(poolName);
       const orig = await this.volume(pool, src);
       if (await pool.get(dst))
@@ -248,11 +261,14 @@ export class StorageArray {
       if (running && running.dst === src) {
         throw new TargetdError(ErrorCode.NOT_FOUND_VOLUME, `volume '${src}' not found in pool '${poolName}'`);
       }
-      const state = this.store.get();
-      const id = state.next_async_id;
-      state.next_async_id = id + 1;
-      state.jobs[String(id)] = { pool: poolName, src, dst, started: new Date().toISOString() };
-      await this.store.save(state);
+      const id = await this.exclusive(async () => {
+        const state = this.store.get();
+        const id = state.next_async_id;
+        state.next_async_id = id + 1;
+        state.jobs[String(id)] = { pool: poolName, src, dst, started: new Date().toISOString() };
+        await this.store.save(state);
+        return id;
+      });
       const instant = await pool.canCloneInstantly(src);
       return { id, instant, done: this.runCopy(id, pool, src, dst, size) };
     });
@@ -400,37 +416,38 @@ export class StorageArray {
 
   /** export_create: the same export again is a no-op; a LUN or volume clash is refused with nothing changed. */
   exportCreate(poolName: string, vol: string, iqn: string, lun: number): Promise<void> {
-    return this.exclusive(async () => {
-      const pool = this.pool(poolName);
+    const pool = this.pool(poolName);
+    return this.withVolumes(poolName, [vol], async () => {
       await this.volume(pool, vol);
-      const state = this.store.get();
-      const group = this.groupOf(state, iqn);
-      if (group) {
-        throw new TargetdError(
-          ErrorCode.EXISTS_INITIATOR,
-          `initiator ${iqn} belongs to access group '${group}'; map the volume to the group instead`,
-        );
-      }
-      const mine = state.exports.filter((e) => e.initiator_wwn === iqn);
-      const same = mine.find((e) => e.lun === lun && e.pool === poolName && e.vol === vol);
-      if (same) return;
-      const lunTaken = mine.find((e) => e.lun === lun);
-      if (lunTaken) {
-        throw invalidParam(
-          'lun',
-          `LUN ${lun} of ${iqn} is already mapped to ${lunTaken.pool}/${lunTaken.vol}`,
-        );
-      }
-      const volTaken = mine.find((e) => e.pool === poolName && e.vol === vol);
-      if (volTaken) {
-        throw invalidParam('lun', `volume '${vol}' is already exported to ${iqn} as LUN ${volTaken.lun}`);
-      }
-      if (this.jobs.findByVolume(poolName, vol)?.dst === vol) {
-        throw new TargetdError(ErrorCode.NOT_FOUND_VOLUME, `volume '${vol}' not found in pool '${poolName}'`);
-      }
-      state.exports.push({ initiator_wwn: iqn, lun, pool: poolName, vol });
-      await this.commitExports(state);
+      await this.exclusive(() => this.addExport(poolName, vol, iqn, lun));
     });
+  }
+
+  private async addExport(poolName: string, vol: string, iqn: string, lun: number): Promise<void> {
+    const state = this.store.get();
+    const group = this.groupOf(state, iqn);
+    if (group) {
+      throw new TargetdError(
+        ErrorCode.EXISTS_INITIATOR,
+        `initiator ${iqn} belongs to access group '${group}'; map the volume to the group instead`,
+      );
+    }
+    const mine = state.exports.filter((e) => e.initiator_wwn === iqn);
+    const same = mine.find((e) => e.lun === lun && e.pool === poolName && e.vol === vol);
+    if (same) return;
+    const lunTaken = mine.find((e) => e.lun === lun);
+    if (lunTaken) {
+      throw invalidParam('lun', `LUN ${lun} of ${iqn} is already mapped to ${lunTaken.pool}/${lunTaken.vol}`);
+    }
+    const volTaken = mine.find((e) => e.pool === poolName && e.vol === vol);
+    if (volTaken) {
+      throw invalidParam('lun', `volume '${vol}' is already exported to ${iqn} as LUN ${volTaken.lun}`);
+    }
+    if (this.jobs.findByVolume(poolName, vol)?.dst === vol) {
+      throw new TargetdError(ErrorCode.NOT_FOUND_VOLUME, `volume '${vol}' not found in pool '${poolName}'`);
+    }
+    state.exports.push({ initiator_wwn: iqn, lun, pool: poolName, vol });
+    await this.commitExports(state);
   }
 
   /** export_destroy. */
@@ -569,47 +586,61 @@ export class StorageArray {
 
   /** access_group_map_create: picks the lowest free LUN when none is given. */
   accessGroupMapCreate(poolName: string, vol: string, group: string, lun: number | undefined): Promise<void> {
-    return this.exclusive(async () => {
-      const state = this.store.get();
-      if (!state.access_groups[group]) {
-        throw new TargetdError(ErrorCode.NOT_FOUND_ACCESS_GROUP, `access group '${group}' does not exist`);
-      }
-      const pool = this.pool(poolName);
+    if (!this.store.peek().access_groups[group]) {
+      return Promise.reject(
+        new TargetdError(ErrorCode.NOT_FOUND_ACCESS_GROUP, `access group '${group}' does not exist`),
+      );
+    }
+    const pool = this.pool(poolName);
+    return this.withVolumes(poolName, [vol], async () => {
       await this.volume(pool, vol);
-      if (this.jobs.findByVolume(poolName, vol)?.dst === vol) {
-        throw new TargetdError(ErrorCode.NOT_FOUND_VOLUME, `volume '${vol}' not found in pool '${poolName}'`);
-      }
-      const mine = state.ag_maps.filter((m) => m.ag_name === group);
-      const existing = mine.find((m) => m.pool === poolName && m.vol === vol);
-      if (existing) {
-        if (lun === undefined || lun === existing.h_lun_id) return;
-        throw invalidParam(
-          'h_lun_id',
-          `volume '${vol}' is already mapped to '${group}' as LUN ${existing.h_lun_id}`,
-        );
-      }
-      const used = new Set(mine.map((m) => m.h_lun_id));
-      if (lun === undefined) {
-        let free = 0;
-        while (free <= MAX_LUN && used.has(free)) free++;
-        if (free > MAX_LUN) {
-          throw new TargetdError(
-            ErrorCode.NO_FREE_HOST_LUN_ID,
-            `access group '${group}' has no free LUN (0-${MAX_LUN})`,
-          );
-        }
-        lun = free;
-      } else if (used.has(lun)) {
-        const m = mine.find((x) => x.h_lun_id === lun)!;
-        throw invalidParam(
-          'h_lun_id',
-          `LUN ${lun} of access group '${group}' is already mapped to ${m.pool}/${m.vol}`,
-        );
-      }
-      const entry: AgMap = { ag_name: group, h_lun_id: lun, pool: poolName, vol };
-      state.ag_maps.push(entry);
-      await this.commitExports(state);
+      await this.exclusive(() => this.addGroupMap(poolName, vol, group, lun));
     });
+  }
+
+  private async addGroupMap(
+    poolName: string,
+    vol: string,
+    group: string,
+    lun: number | undefined,
+  ): Promise<void> {
+    const state = this.store.get();
+    if (!state.access_groups[group]) {
+      throw new TargetdError(ErrorCode.NOT_FOUND_ACCESS_GROUP, `access group '${group}' does not exist`);
+    }
+    if (this.jobs.findByVolume(poolName, vol)?.dst === vol) {
+      throw new TargetdError(ErrorCode.NOT_FOUND_VOLUME, `volume '${vol}' not found in pool '${poolName}'`);
+    }
+    const mine = state.ag_maps.filter((m) => m.ag_name === group);
+    const existing = mine.find((m) => m.pool === poolName && m.vol === vol);
+    if (existing) {
+      if (lun === undefined || lun === existing.h_lun_id) return;
+      throw invalidParam(
+        'h_lun_id',
+        `volume '${vol}' is already mapped to '${group}' as LUN ${existing.h_lun_id}`,
+      );
+    }
+    const used = new Set(mine.map((m) => m.h_lun_id));
+    if (lun === undefined) {
+      let free = 0;
+      while (free <= MAX_LUN && used.has(free)) free++;
+      if (free > MAX_LUN) {
+        throw new TargetdError(
+          ErrorCode.NO_FREE_HOST_LUN_ID,
+          `access group '${group}' has no free LUN (0-${MAX_LUN})`,
+        );
+      }
+      lun = free;
+    } else if (used.has(lun)) {
+      const m = mine.find((x) => x.h_lun_id === lun)!;
+      throw invalidParam(
+        'h_lun_id',
+        `LUN ${lun} of access group '${group}' is already mapped to ${m.pool}/${m.vol}`,
+      );
+    }
+    const entry: AgMap = { ag_name: group, h_lun_id: lun, pool: poolName, vol };
+    state.ag_maps.push(entry);
+    await this.commitExports(state);
   }
 
   /** access_group_map_destroy: silent when there is no such mapping. */
