@@ -7,6 +7,8 @@
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { open, readdir, rm, stat } from 'node:fs/promises';
+import { Agent, request } from 'node:http';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type DaemonHandle, startDaemon } from '../test/helpers/daemon.js';
 
@@ -18,7 +20,44 @@ const pct = (xs: number[], p: number) =>
 
 const rows: [string, string, string, string][] = [];
 
+/** A keep-alive JSON-RPC client on node:http, as lean as the Python and Go clients real users run. */
+function client(d: DaemonHandle, sockets: number): (method: string, params?: object) => Promise<unknown> {
+  const agent = new Agent({ keepAlive: true, maxSockets: sockets });
+  const auth = `Basic ${Buffer.from(`${d.user}:${d.password}`).toString('base64')}`;
+  return (method, params = {}) =>
+    new Promise((ok, fail) => {
+      const body = JSON.stringify({ jsonrpc: '2.0', id: 1, method, params });
+      const req = request(
+        d.url,
+        {
+          method: 'POST',
+          agent,
+          headers: {
+            authorization: auth,
+            'content-type': 'application/json',
+            'content-length': Buffer.byteLength(body),
+          },
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => {
+            const reply = JSON.parse(Buffer.concat(chunks).toString()) as {
+              result?: unknown;
+              error?: { message: string };
+            };
+            if (reply.error) fail(new Error(`${method}: ${reply.error.message}`));
+            else ok(reply.result);
+          });
+        },
+      );
+      req.on('error', fail);
+      req.end(body);
+    });
+}
+
 async function cycles(d: DaemonHandle, clients: number, seconds: number): Promise<number> {
+  const call = client(d, clients);
   let done = 0;
   const end = Date.now() + seconds * 1000;
   await Promise.all(
@@ -26,10 +65,10 @@ async function cycles(d: DaemonHandle, clients: number, seconds: number): Promis
       for (let i = 0; Date.now() < end; i++) {
         const name = `cy-${c}-${i}`;
         const iqn = `iqn.2024-01.bench.host:c${c}`;
-        await d.call('vol_create', { pool: 'pool1', name, size: 16 * MiB });
-        await d.call('export_create', { pool: 'pool1', vol: name, initiator_wwn: iqn, lun: 0 });
-        await d.call('export_destroy', { pool: 'pool1', vol: name, initiator_wwn: iqn });
-        await d.call('vol_destroy', { pool: 'pool1', name });
+        await call('vol_create', { pool: 'pool1', name, size: 16 * MiB });
+        await call('export_create', { pool: 'pool1', vol: name, initiator_wwn: iqn, lun: 0 });
+        await call('export_destroy', { pool: 'pool1', vol: name, initiator_wwn: iqn });
+        await call('vol_destroy', { pool: 'pool1', name });
         done++;
       }
     }),
@@ -69,9 +108,10 @@ async function main(): Promise<void> {
       );
     }
     const lat: number[] = [];
+    const call = client(d, 1);
     for (let i = 0; i < 50; i++) {
       const t = performance.now();
-      const vols = await d.call<unknown[]>('vol_list', { pool: 'pool1' });
+      const vols = (await call('vol_list', { pool: 'pool1' })) as unknown[];
       lat.push(performance.now() - t);
       if (vols.length !== N) throw new Error(`expected ${N} volumes, got ${vols.length}`);
     }
@@ -104,6 +144,7 @@ async function main(): Promise<void> {
     const cpDst = join(d.dir, 'cp-copy.img');
     const ours: number[] = [];
     const theirs: number[] = [];
+    const theirsSynced: number[] = [];
     let ourAlloc = 0;
     let cpAlloc = 0;
     for (let r = 0; r < 3; r++) {
@@ -112,6 +153,14 @@ async function main(): Promise<void> {
       theirs.push((performance.now() - t) / 1000);
       cpAlloc = (await stat(cpDst)).blocks * 512;
       await rm(cpDst);
+      execFileSync('sync');
+      // vol_copy makes its copy durable before it is listed; this row is cp at equal durability.
+      t = performance.now();
+      execFileSync('cp', ['--sparse=always', src, cpDst]);
+      execFileSync('sync', [cpDst]);
+      theirsSynced.push((performance.now() - t) / 1000);
+      await rm(cpDst);
+      execFileSync('sync');
       t = performance.now();
       await d.call('vol_copy', { pool: 'pool1', vol_orig: 'src', vol_new: 'dst' });
       ours.push((performance.now() - t) / 1000);
@@ -126,7 +175,13 @@ async function main(): Promise<void> {
       '',
     ]);
     rows.push([
-      'vol_copy, same file (API call, sparse copy)',
+      'cp --sparse=always + sync of the copy',
+      `${median(theirsSynced).toFixed(3)} s`,
+      '',
+      `vol_copy = ${(median(ours) / median(theirsSynced)).toFixed(2)}× this`,
+    ]);
+    rows.push([
+      'vol_copy, same file (API call, sparse copy, fsynced)',
       `${median(ours).toFixed(3)} s (dest ${(ourAlloc / MiB).toFixed(0)} MiB on disk, source ${(srcBlocks / MiB).toFixed(0)} MiB)`,
       '≤ 1.2× cp, dest ≤ source',
       `${ratio.toFixed(2)}× cp, ${ratio <= 1.2 && ourAlloc <= srcBlocks ? 'met' : 'NOT met'}`,
@@ -135,7 +190,7 @@ async function main(): Promise<void> {
     await d.dispose();
   }
 
-  const fs = spawnSync('df', ['-T', '--output=fstype', '/tmp'], { encoding: 'utf8' })
+  const fs = spawnSync('df', ['--output=fstype', tmpdir()], { encoding: 'utf8' })
     .stdout.split('\n')[1]
     ?.trim();
   const head: [string, string, string, string] = ['benchmark', 'result', 'goal', 'verdict'];

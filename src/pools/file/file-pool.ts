@@ -379,14 +379,21 @@ export class FilePool implements BlockPool {
     try {
       const uuid = randomUUID();
       const created = new Date().toISOString();
-      await writeDurably(`${tmp}.json`, metadataJson(name, uuid, created));
-      const fh = await fsp.open(`${tmp}.vol`, 'wx', 0o600);
-      try {
-        await truncateOrRefuse(fh, rounded);
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
+      // Both temp files are independent until commit, so their fsyncs can overlap.
+      const makeData = async () => {
+        const fh = await fsp.open(`${tmp}.vol`, 'wx', 0o600);
+        try {
+          await truncateOrRefuse(fh, rounded);
+          await fh.sync();
+        } finally {
+          await fh.close();
+        }
+      };
+      const results = await Promise.allSettled([
+        writeDurably(`${tmp}.json`, metadataJson(name, uuid, created)),
+        makeData(),
+      ]);
+      for (const r of results) if (r.status === 'rejected') throw r.reason;
       await this.commit(name, tmp, { name, uuid, size: rounded, created });
       this.log.info({ pool: this.name, name, size: rounded, uuid }, 'volume created');
       return { name, size: rounded, uuid };
