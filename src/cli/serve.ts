@@ -4,6 +4,7 @@ import { buildRegistry } from '../api/index.js';
 import { ConfigError, type LoadedConfig, loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { StorageArray } from '../core/array.js';
+import { BuiltinExportBackend } from '../exports/builtin/index.js';
 import { NoExportBackend } from '../exports/none.js';
 import type { ExportBackend } from '../exports/types.js';
 import { createLogger, type Logger } from '../log.js';
@@ -36,10 +37,18 @@ async function loadTls(config: Config): Promise<{ cert: Buffer; key: Buffer }> {
   }
 }
 
-function createBackend(config: Config): ExportBackend {
+function createBackend(config: Config, log: Logger): ExportBackend {
   switch (config.iscsi_backend) {
     case 'none':
       return new NoExportBackend();
+    case 'builtin':
+      return new BuiltinExportBackend({
+        targetName: config.target_name,
+        portalAddresses: config.portal_addresses,
+        port: config.iscsi_port,
+        stateDir: config.state_dir,
+        logger: log,
+      });
     default:
       throw new StartupError(`iscsi_backend: '${config.iscsi_backend}' is not available in this build`);
   }
@@ -55,6 +64,13 @@ export async function startDaemon(loaded: LoadedConfig, log: Logger): Promise<()
       { data_dir: loaded.embedded.dataDir },
       `embedded default: data in ${loaded.embedded.dataDir} (state, pool 'default', password file)`,
     );
+    if (config.iscsi_backend === 'builtin') {
+      log.info(
+        { portal: config.portal_addresses, iscsi_port: config.iscsi_port },
+        `embedded default: iSCSI portal ${config.portal_addresses.join(', ')}:${config.iscsi_port}` +
+          (config.iscsi_port === 3260 ? '' : ' (3260 needs root)'),
+      );
+    }
   }
   const tls = config.ssl ? await loadTls(config) : undefined;
 
@@ -71,11 +87,14 @@ export async function startDaemon(loaded: LoadedConfig, log: Logger): Promise<()
     });
     await p.open();
     const s = await p.stats();
-    log.info({ pool: p.name, kind: p.kind, path: pc.path, size: s.size, free_size: s.free_size }, `pool ${p.name} ready`);
+    log.info(
+      { pool: p.name, kind: p.kind, path: pc.path, size: s.size, free_size: s.free_size },
+      `pool ${p.name} ready`,
+    );
     pools.push(p);
   }
   if (pools.length === 0) log.warn('no pools configured: add file_pools to the config');
-  const backend = createBackend(config);
+  const backend = createBackend(config, log);
   log.info({ iscsi_backend: backend.name }, `iSCSI data plane: ${backend.name}`);
   const array = new StorageArray({
     pools,
@@ -86,6 +105,8 @@ export async function startDaemon(loaded: LoadedConfig, log: Logger): Promise<()
     logger: log,
   });
   await array.start();
+  // Portals open only after the first apply, so the first logins already see every export and its CHAP.
+  if (backend instanceof BuiltinExportBackend) await backend.start();
   const server = createRpcServer({
     registry: buildRegistry(array),
     user: config.user,
@@ -97,7 +118,10 @@ export async function startDaemon(loaded: LoadedConfig, log: Logger): Promise<()
   const scheme = tls ? 'https' : 'http';
   const host = addr.address.includes(':') ? `[${addr.address}]` : addr.address;
   const url = `${scheme}://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${addr.port}/targetrpc`;
-  log.info({ address: addr.address, port: addr.port, tls: !!tls, url }, `API listening on ${scheme}://${host}:${addr.port}/targetrpc`);
+  log.info(
+    { address: addr.address, port: addr.port, tls: !!tls, url },
+    `API listening on ${scheme}://${host}:${addr.port}/targetrpc`,
+  );
   if (loaded.embedded) {
     const pw = loaded.embedded.newPassword;
     // Printed once, on stdout, so it does not end up in structured log collectors.
@@ -140,7 +164,10 @@ export function registerServeCommand(program: Command): void {
           process.stderr.write(`targetd: ${e.message}\n`);
           process.exit(1);
         }
-        if ((e as NodeJS.ErrnoException).code === 'EADDRINUSE' || (e as NodeJS.ErrnoException).code === 'EACCES') {
+        if (
+          (e as NodeJS.ErrnoException).code === 'EADDRINUSE' ||
+          (e as NodeJS.ErrnoException).code === 'EACCES'
+        ) {
           log.fatal(`cannot listen: ${(e as Error).message}`);
           process.stderr.write(`targetd: cannot listen: ${(e as Error).message}\n`);
           process.exit(1);

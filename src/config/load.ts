@@ -57,9 +57,9 @@ export function validateConfig(doc: unknown, source: string): { config: Config; 
   if (config.fs_pools.length > 0) {
     throw new ConfigError(`${source}: fs_pools: filesystem pools are not supported by this build yet`);
   }
-  if (config.iscsi_backend !== 'none') {
+  if (config.iscsi_backend !== 'builtin' && config.iscsi_backend !== 'none') {
     throw new ConfigError(
-      `${source}: iscsi_backend: '${config.iscsi_backend}' is not available in this build yet; use 'none'`,
+      `${source}: iscsi_backend: '${config.iscsi_backend}' is not available in this build yet; use 'builtin' or 'none'`,
     );
   }
   return { config, warnings };
@@ -89,9 +89,14 @@ export function embeddedDataDir(): string {
   return join(base, 'targetd');
 }
 
+/** iSCSI port of the embedded default: the standard 3260 needs root, so others get 13260. */
+export function embeddedIscsiPort(): number {
+  return process.getuid?.() === 0 ? 3260 : 13260;
+}
+
 /**
  * The embedded default: no root, no config file. A state dir and one file pool in a data folder,
- * a generated password kept there with mode 0600, API on 127.0.0.1 only.
+ * a generated password kept there with mode 0600, API and iSCSI portal on 127.0.0.1 only.
  */
 export async function embeddedConfig(): Promise<LoadedConfig> {
   const dataDir = embeddedDataDir();
@@ -110,6 +115,8 @@ export async function embeddedConfig(): Promise<LoadedConfig> {
     {
       password,
       rpc_address: '127.0.0.1',
+      portal_addresses: ['127.0.0.1'],
+      iscsi_port: embeddedIscsiPort(),
       state_dir: join(dataDir, 'state'),
       file_pools: [{ name: 'default', path: join(dataDir, 'pools', 'default') }],
     },

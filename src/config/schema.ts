@@ -42,7 +42,7 @@ export const configSchema = z.object({
   rpc_address: z.string().min(1).default('0.0.0.0'),
   rpc_port: z.number().int().min(1).max(65535).default(18700),
   state_dir: z.string().min(1).default('/var/lib/targetd'),
-  iscsi_backend: z.enum(['builtin', 'lio', 'tgt', 'none']).default('none'),
+  iscsi_backend: z.enum(['builtin', 'lio', 'tgt', 'none']).default('builtin'),
   iscsi_port: z.number().int().min(1).max(65535).default(3260),
   async_after: z
     .number()
@@ -54,7 +54,9 @@ export const configSchema = z.object({
   /** Bytes per second one vol_copy may read and write (0: unlimited), so clones do not starve live volumes. */
   copy_rate_limit: z
     .number()
-    .refine((n) => Number.isInteger(n) && n >= 0, { error: 'must be a non-negative integer (bytes per second)' })
+    .refine((n) => Number.isInteger(n) && n >= 0, {
+      error: 'must be a non-negative integer (bytes per second)',
+    })
     .default(0),
 });
 

@@ -1,0 +1,1 @@
+export { type BuiltinBackendOptions, BuiltinExportBackend } from './backend.js';

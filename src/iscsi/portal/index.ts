@@ -1,0 +1,2 @@
+export { type BoundPortal, IscsiPortal, type PortalOptions } from './portal.js';
+export { LoginThrottle, type LoginThrottleOptions } from './throttle.js';

@@ -1,0 +1,73 @@
+import { crc32c, crc32c48 } from '../crc32c.js';
+import type { DataInPdu, DigestOptions } from '../pdu/index.js';
+import { BHS_LENGTH, encodeDataIn } from '../pdu/index.js';
+
+const PAD: readonly Buffer[] = [Buffer.alloc(0), Buffer.alloc(1), Buffer.alloc(2), Buffer.alloc(3)];
+
+/**
+ * Data-In whose data segment is several buffers (a PDU boundary that falls across two read buffers): the
+ * header is patched with the total length and digests are chained over the pieces, so nothing is copied.
+ */
+export function encodeDataInParts(
+  p: Omit<DataInPdu, 'opcode' | 'data'>,
+  parts: readonly Buffer[],
+  opts: DigestOptions,
+): Buffer[] {
+  if (parts.length === 1) return encodeDataIn({ ...p, data: parts[0]! }, opts);
+  let length = 0;
+  for (const b of parts) length += b.length;
+  const bare = encodeDataIn(p)[0]!;
+  bare[5] = length >>> 16;
+  bare[6] = (length >>> 8) & 0xff;
+  bare[7] = length & 0xff;
+  let header = bare;
+  if (opts.headerDigest) {
+    header = Buffer.alloc(BHS_LENGTH + 4);
+    bare.copy(header);
+    header.writeUInt32LE(crc32c48(header), BHS_LENGTH);
+  }
+  const out: Buffer[] = [header, ...parts];
+  const pad = (4 - (length & 3)) & 3;
+  if (opts.dataDigest) {
+    let crc = 0;
+    for (const b of parts) crc = crc32c(b, crc);
+    if (pad > 0) crc = crc32c(PAD[pad]!, crc);
+    const trailer = Buffer.alloc(pad + 4);
+    trailer.writeUInt32LE(crc, pad);
+    out.push(trailer);
+  } else if (pad > 0) {
+    out.push(PAD[pad]!);
+  }
+  return out;
+}
+
+/** Walks a list of buffers handing out consecutive slices as views (the zero-copy Data-In cursor). */
+export class BufferCursor {
+  private index = 0;
+  private offset = 0;
+
+  constructor(private readonly buffers: readonly Buffer[]) {}
+
+  /** The next `n` bytes as one or more views; fewer only when the buffers run out. */
+  take(n: number): Buffer[] {
+    const out: Buffer[] = [];
+    while (n > 0 && this.index < this.buffers.length) {
+      const b = this.buffers[this.index]!;
+      const avail = b.length - this.offset;
+      if (avail <= 0) {
+        this.index++;
+        this.offset = 0;
+        continue;
+      }
+      const k = Math.min(avail, n);
+      out.push(k === b.length ? b : b.subarray(this.offset, this.offset + k));
+      this.offset += k;
+      n -= k;
+      if (this.offset >= b.length) {
+        this.index++;
+        this.offset = 0;
+      }
+    }
+    return out;
+  }
+}
