@@ -336,7 +336,9 @@ async function main(): Promise<number> {
 
   if (opts.check) {
     if (ours?.kind === 'unavailable') {
-      console.log(`\n--check: skipped, the builtin target is not available in this build`);
+      // The builtin target ships now: its absence is a regression, not a reason to skip.
+      console.log(`\n--check: FAILED, the builtin target is not available in this build`);
+      rc = 1;
     } else if (ours?.kind === 'ran') {
       const exp: Expected = loadExpected(expectedPath('builtin')) ?? {
         target: 'builtin',
