@@ -30,8 +30,6 @@ export const stateSchema = z.object({
   jobs: z.record(z.string(), job),
   failed_jobs: z.record(z.string(), failure),
   next_async_id: z.number().int().positive(),
-  /** Data-plane state kept for the backends (e.g. SCSI persistent reservations with APTPL). */
-  backend: z.record(z.string(), z.unknown()).default({}),
 });
 
 export type State = z.output<typeof stateSchema>;
@@ -50,6 +48,5 @@ export function emptyState(): State {
     jobs: {},
     failed_jobs: {},
     next_async_id: 1,
-    backend: {},
   };
 }
