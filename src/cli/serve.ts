@@ -105,8 +105,7 @@ export async function startDaemon(loaded: LoadedConfig, log: Logger): Promise<()
     logger: log,
   });
   await array.start();
-  // Portals open only after the first apply, so the first logins already see every export and its CHAP.
-  if (backend instanceof BuiltinExportBackend) await backend.start();
+  await backend.start?.();
   const server = createRpcServer({
     registry: buildRegistry(array),
     user: config.user,

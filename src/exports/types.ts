@@ -42,6 +42,8 @@ export interface DesiredExports {
 export interface ExportBackend {
   readonly name: string;
   apply(desired: DesiredExports): Promise<void>;
+  /** Opens the data plane to initiators; called once, after the first apply, so first logins see every export. */
+  start?(): Promise<unknown>;
   /** True while the data plane still holds the volume open (e.g. an I/O in flight after unexport). */
   isBusy?(pool: string, vol: string): boolean;
   stop(): Promise<void>;
