@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { StorageArray } from '../core/array.js';
-import { initiatorName, initType, lun, name, poolName } from '../rpc/params.js';
+import { initiatorName, initType, lun, name, optional, poolName } from '../rpc/params.js';
 import { type MethodDef, method } from '../rpc/registry.js';
 
 const member = { ag_name: name, init_id: initiatorName, init_type: initType };
@@ -50,7 +50,7 @@ export function accessGroupMethods(array: StorageArray): MethodDef[] {
         pool_name: poolName,
         vol_name: name,
         ag_name: name,
-        h_lun_id: lun.optional(),
+        h_lun_id: optional(lun),
       }),
       mutating: true,
       handler: (p) => array.accessGroupMapCreate(p.pool_name, p.vol_name, p.ag_name, p.h_lun_id),

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { StorageArray } from '../core/array.js';
 import { invalidParam } from '../rpc/errors.js';
-import { chapField, initiatorName, looseBool, NAME_RE } from '../rpc/params.js';
+import { chapField, initiatorName, looseBool, NAME_RE, optional } from '../rpc/params.js';
 import { type MethodDef, method } from '../rpc/registry.js';
 
 const chapUser = chapField.refine((u) => u === null || u === '' || NAME_RE.test(u), {
@@ -32,7 +32,7 @@ export function initiatorMethods(array: StorageArray): MethodDef[] {
     }),
     method({
       name: 'initiator_list',
-      params: z.strictObject({ standalone_only: looseBool.optional().default(false) }),
+      params: z.strictObject({ standalone_only: optional(looseBool).transform((v) => v ?? false) }),
       mutating: false,
       handler: (p) => array.initiatorList(p.standalone_only),
     }),

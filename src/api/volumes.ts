@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { StorageArray } from '../core/array.js';
-import { name, poolName, size } from '../rpc/params.js';
+import { name, optional, poolName, size } from '../rpc/params.js';
 import { type MethodDef, method } from '../rpc/registry.js';
 
 /** vol_list, vol_create, vol_destroy, vol_copy, vol_resize. */
@@ -26,7 +26,7 @@ export function volumeMethods(array: StorageArray): MethodDef[] {
     }),
     method({
       name: 'vol_copy',
-      params: z.strictObject({ pool: poolName, vol_orig: name, vol_new: name, size: size.optional() }),
+      params: z.strictObject({ pool: poolName, vol_orig: name, vol_new: name, size: optional(size) }),
       mutating: true,
       handler: (p) => array.volCopy(p.pool, p.vol_orig, p.vol_new, p.size),
     }),

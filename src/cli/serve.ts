@@ -1,4 +1,5 @@
 import { readFile, stat } from 'node:fs/promises';
+import { createSecureContext } from 'node:tls';
 import type { Command } from 'commander';
 import { buildRegistry } from '../api/index.js';
 import { ConfigError, type LoadedConfig, loadConfig } from '../config/load.js';
@@ -30,11 +31,20 @@ async function loadTls(config: Config): Promise<{ cert: Buffer; key: Buffer }> {
       `ssl_key: ${config.ssl_key} is readable by group or others (mode ${(mode & 0o777).toString(8)}); chmod 600 it`,
     );
   }
+  let pair: { cert: Buffer; key: Buffer };
   try {
-    return { cert: await readFile(config.ssl_cert), key: await readFile(config.ssl_key) };
+    pair = { cert: await readFile(config.ssl_cert), key: await readFile(config.ssl_key) };
   } catch (e) {
     throw new StartupError(`ssl_cert/ssl_key: ${(e as Error).message}`);
   }
+  try {
+    createSecureContext(pair);
+  } catch (e) {
+    throw new StartupError(
+      `ssl_cert/ssl_key: ${config.ssl_cert} and ${config.ssl_key} are not a usable PEM certificate and key: ${(e as Error).message}`,
+    );
+  }
+  return pair;
 }
 
 function createBackend(config: Config, log: Logger): ExportBackend {
@@ -75,7 +85,10 @@ export async function startDaemon(loaded: LoadedConfig, log: Logger): Promise<()
   const tls = config.ssl ? await loadTls(config) : undefined;
 
   const store = new StateStore(config.state_dir);
-  await store.open();
+  await store.open().catch((e: Error) => {
+    if (e instanceof LockHeldError || e instanceof StateCorruptError) throw e;
+    throw new StartupError(`state_dir: cannot use ${config.state_dir}: ${e.message}`);
+  });
   const pools: BlockPool[] = [];
   for (const pc of config.file_pools) {
     const p = new FilePool({
@@ -85,7 +98,9 @@ export async function startDaemon(loaded: LoadedConfig, log: Logger): Promise<()
       copyRateLimit: config.copy_rate_limit || undefined,
       logger: log,
     });
-    await p.open();
+    await p.open().catch((e: Error) => {
+      throw new StartupError(`file_pools: pool '${pc.name}' at ${pc.path}: ${e.message}`);
+    });
     const s = await p.stats();
     log.info(
       { pool: p.name, kind: p.kind, path: pc.path, size: s.size, free_size: s.free_size },
@@ -113,7 +128,11 @@ export async function startDaemon(loaded: LoadedConfig, log: Logger): Promise<()
     tls,
     logger: log,
   });
-  const addr = await server.listen(config.rpc_address, config.rpc_port);
+  const addr = await server.listen(config.rpc_address, config.rpc_port).catch((e: NodeJS.ErrnoException) => {
+    throw new StartupError(
+      `rpc_address/rpc_port: cannot listen on ${config.rpc_address}:${config.rpc_port}: ${e.message}`,
+    );
+  });
   const scheme = tls ? 'https' : 'http';
   const host = addr.address.includes(':') ? `[${addr.address}]` : addr.address;
   const url = `${scheme}://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${addr.port}/targetrpc`;
@@ -130,8 +149,10 @@ export async function startDaemon(loaded: LoadedConfig, log: Logger): Promise<()
     );
   }
   return async () => {
-    await server.close();
+    // Stop taking requests first, then abort copies: a call waiting on a copy must not hold up shutdown.
+    const closing = server.close();
     await array.stop();
+    await closing;
     await store.close();
   };
 }

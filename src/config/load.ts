@@ -21,13 +21,16 @@ export interface LoadedConfig {
   embedded?: { dataDir: string; passwordFile: string; newPassword?: string };
 }
 
-function describe(error: z.ZodError): string {
+function describe(error: z.ZodError, doc: Record<string, unknown>): string {
   return error.issues
     .map((i) => {
       const key = i.path.map(String).join('.') || '(top level)';
-      if (i.code === 'invalid_type' && i.input === undefined)
+      const top = i.path[0];
+      // zod does not say whether a value was absent or of the wrong type: the document does.
+      if (typeof top === 'string' && (!Object.hasOwn(doc, top) || doc[top] == null) && i.path.length === 1) {
         return `${key}: ${i.message.startsWith('is required') ? i.message : 'is required'}`;
-      return `${key}: ${i.message}`;
+      }
+      return `${key}: ${i.message.startsWith('is required') ? 'must be a string' : i.message}`;
     })
     .join('; ');
 }
@@ -41,13 +44,23 @@ export function validateConfig(doc: unknown, source: string): { config: Config; 
     .filter((k) => !KNOWN_KEYS.has(k))
     .map((k) => `${source}: unknown key '${k}' ignored`);
   const result = configSchema.safeParse(obj);
-  if (!result.success) throw new ConfigError(`${source}: ${describe(result.error)}`);
+  if (!result.success)
+    throw new ConfigError(`${source}: ${describe(result.error, obj as Record<string, unknown>)}`);
   const config = result.data;
   const names = new Set<string>();
+  const paths = new Map<string, string>();
   for (const p of config.file_pools) {
     if (names.has(p.name))
       throw new ConfigError(`${source}: file_pools: pool name '${p.name}' is used twice`);
     names.add(p.name);
+    const path = resolve(p.path);
+    const other = paths.get(path);
+    if (other) {
+      throw new ConfigError(
+        `${source}: file_pools: pools '${other}' and '${p.name}' have the same path ${path}`,
+      );
+    }
+    paths.set(path, p.name);
   }
   if (config.block_pools.length > 0) {
     throw new ConfigError(

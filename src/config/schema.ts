@@ -21,7 +21,13 @@ const logLevel = z
 /** targetd.yaml: upstream's keys with their meaning, plus ours. */
 export const configSchema = z.object({
   // upstream keys
-  user: z.string().min(1).default('admin'),
+  user: z
+    .string()
+    .min(1)
+    .refine((u) => !u.includes(':'), {
+      error: "must not contain ':' (HTTP Basic auth splits on the first ':')",
+    })
+    .default('admin'),
   password: z
     .string({ error: 'is required: set a password for the API' })
     .min(1, { error: 'must not be empty' }),
@@ -46,8 +52,9 @@ export const configSchema = z.object({
   iscsi_port: z.number().int().min(1).max(65535).default(3260),
   async_after: z
     .number()
-    .refine((n) => n === -1 || n >= 0, {
-      error: 'must be -1 (always synchronous), 0, or a number of seconds',
+    .refine((n) => n === -1 || (n >= 0 && n <= 2147483), {
+      // 2147483 s is the longest timer Node can set (2^31 - 1 ms).
+      error: 'must be -1 (always synchronous), 0, or a number of seconds up to 2147483',
     })
     .default(10),
   file_pools: z.array(filePoolSchema).default([]),

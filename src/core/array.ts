@@ -40,6 +40,22 @@ export interface ArrayOptions {
 
 const MAX_LUN = 255;
 
+/** The access group named `name`, if any. */
+function findGroup(state: Readonly<State>, name: string): State['access_groups'][number] | undefined {
+  return state.access_groups.find((g) => g.name === name);
+}
+
+/** Members of access group `name` (none when it does not exist). */
+function members(state: Readonly<State>, name: string): string[] {
+  return findGroup(state, name)?.init_ids ?? [];
+}
+
+/** Removes a group and its maps. */
+function removeGroup(state: State, name: string): void {
+  state.access_groups = state.access_groups.filter((g) => g.name !== name);
+  state.ag_maps = state.ag_maps.filter((m) => m.ag_name !== name);
+}
+
 /** Digits-only pool id, stable for a pool name (clients decode it as string or number). */
 function poolUuid(name: string): string {
   return BigInt(`0x${createHash('sha256').update(name).digest('hex').slice(0, 12)}`).toString();
@@ -76,6 +92,11 @@ export class StorageArray {
     const interrupted = Object.entries(state.jobs);
     if (interrupted.length > 0) {
       for (const [id, job] of interrupted) {
+        // The pool's rename is the commit point: a listed target means the copy finished before the crash.
+        if (await this.pools.get(job.pool)?.get(job.dst)) {
+          this.log.info({ async_id: Number(id), ...job }, 'async copy had completed before the restart');
+          continue;
+        }
         state.failed_jobs[id] = {
           code: ErrorCode.INVALID,
           message: `copy of ${job.pool}/${job.src} to ${job.dst} was interrupted by a daemon restart`,
@@ -390,8 +411,7 @@ export class StorageArray {
       vol: e.vol,
     }));
     for (const m of s.ag_maps) {
-      for (const iqn of s.access_groups[m.ag_name] ?? [])
-        rows.push({ iqn, lun: m.h_lun_id, pool: m.pool, vol: m.vol });
+      for (const iqn of members(s, m.ag_name)) rows.push({ iqn, lun: m.h_lun_id, pool: m.pool, vol: m.vol });
     }
     const out: ExportListEntry[] = [];
     for (const r of rows) {
@@ -410,8 +430,7 @@ export class StorageArray {
   }
 
   private groupOf(state: Readonly<State>, iqn: string): string | undefined {
-    for (const [name, members] of Object.entries(state.access_groups)) if (members.includes(iqn)) return name;
-    return undefined;
+    return state.access_groups.find((g) => g.init_ids.includes(iqn))?.name;
   }
 
   /** export_create: the same export again is a no-op; a LUN or volume clash is refused with nothing changed. */
@@ -476,6 +495,18 @@ export class StorageArray {
         u && p ? [u, p] : [null, null];
       const [in_user, in_pass] = norm(auth.in_user, auth.in_pass);
       const [out_user, out_pass] = norm(auth.out_user, auth.out_pass);
+      for (const [field, secret] of [
+        ['in_pass', in_pass],
+        ['out_pass', out_pass],
+      ] as const) {
+        // Windows and other initiators refuse CHAP secrets shorter than 12 characters.
+        if (secret && secret.length < 12) {
+          this.log.warn(
+            { initiator: iqn, field },
+            `${field} for ${iqn} is shorter than 12 characters; many initiators refuse it`,
+          );
+        }
+      }
       if (out_user && !in_user) {
         throw invalidParam('out_user', 'mutual CHAP (out_user/out_pass) needs in_user/in_pass as well');
       }
@@ -489,7 +520,7 @@ export class StorageArray {
   /** initiator_list: every initiator the registry knows (exports, CHAP, groups); standalone_only drops group members. */
   async initiatorList(standaloneOnly: boolean): Promise<{ init_id: string; init_type: 'iscsi' }[]> {
     const s = this.store.peek();
-    const grouped = new Set(Object.values(s.access_groups).flat());
+    const grouped = new Set(s.access_groups.flatMap((g) => g.init_ids));
     const all = new Set<string>([...s.exports.map((e) => e.initiator_wwn), ...Object.keys(s.auth)]);
     if (!standaloneOnly) for (const i of grouped) all.add(i);
     return [...all]
@@ -502,9 +533,9 @@ export class StorageArray {
 
   /** access_group_list. */
   async accessGroupList(): Promise<{ name: string; init_ids: string[]; init_type: 'iscsi' }[]> {
-    return Object.entries(this.store.peek().access_groups)
-      .sort(([a], [b]) => a.localeCompare(b))
-      .map(([name, init_ids]) => ({ name, init_ids: [...init_ids], init_type: 'iscsi' as const }));
+    return [...this.store.peek().access_groups]
+      .sort((a, b) => a.name.localeCompare(b.name))
+      .map((g) => ({ name: g.name, init_ids: [...g.init_ids], init_type: 'iscsi' as const }));
   }
 
   /** Refuses an initiator that already has direct exports or another group. */
@@ -528,10 +559,11 @@ export class StorageArray {
   accessGroupCreate(name: string, iqn: string): Promise<void> {
     return this.exclusive(async () => {
       const state = this.store.get();
-      if (state.access_groups[name])
+      if (findGroup(state, name)) {
         throw new TargetdError(ErrorCode.NAME_CONFLICT, `access group '${name}' already exists`);
+      }
       this.checkInitiatorFree(state, iqn, name);
-      state.access_groups[name] = [iqn];
+      state.access_groups.push({ name, init_ids: [iqn] });
       await this.commitExports(state);
     });
   }
@@ -540,9 +572,8 @@ export class StorageArray {
   accessGroupDestroy(name: string): Promise<void> {
     return this.exclusive(async () => {
       const state = this.store.get();
-      if (!state.access_groups[name]) return;
-      delete state.access_groups[name];
-      state.ag_maps = state.ag_maps.filter((m) => m.ag_name !== name);
+      if (!findGroup(state, name)) return;
+      removeGroup(state, name);
       await this.commitExports(state);
     });
   }
@@ -551,10 +582,11 @@ export class StorageArray {
   accessGroupInitAdd(name: string, iqn: string): Promise<void> {
     return this.exclusive(async () => {
       const state = this.store.get();
-      const members = state.access_groups[name] ?? [];
-      if (members.includes(iqn)) return;
+      const group = findGroup(state, name);
+      if (group?.init_ids.includes(iqn)) return;
       this.checkInitiatorFree(state, iqn, name);
-      state.access_groups[name] = [...members, iqn];
+      if (group) group.init_ids.push(iqn);
+      else state.access_groups.push({ name, init_ids: [iqn] });
       await this.commitExports(state);
     });
   }
@@ -563,14 +595,10 @@ export class StorageArray {
   accessGroupInitDel(name: string, iqn: string): Promise<void> {
     return this.exclusive(async () => {
       const state = this.store.get();
-      const members = state.access_groups[name];
-      if (!members?.includes(iqn)) return;
-      const rest = members.filter((m) => m !== iqn);
-      if (rest.length > 0) state.access_groups[name] = rest;
-      else {
-        delete state.access_groups[name];
-        state.ag_maps = state.ag_maps.filter((m) => m.ag_name !== name);
-      }
+      const group = findGroup(state, name);
+      if (!group?.init_ids.includes(iqn)) return;
+      group.init_ids = group.init_ids.filter((m) => m !== iqn);
+      if (group.init_ids.length === 0) removeGroup(state, name);
       await this.commitExports(state);
     });
   }
@@ -586,7 +614,7 @@ export class StorageArray {
 
   /** access_group_map_create: picks the lowest free LUN when none is given. */
   accessGroupMapCreate(poolName: string, vol: string, group: string, lun: number | undefined): Promise<void> {
-    if (!this.store.peek().access_groups[group]) {
+    if (!findGroup(this.store.peek(), group)) {
       return Promise.reject(
         new TargetdError(ErrorCode.NOT_FOUND_ACCESS_GROUP, `access group '${group}' does not exist`),
       );
@@ -605,7 +633,7 @@ export class StorageArray {
     lun: number | undefined,
   ): Promise<void> {
     const state = this.store.get();
-    if (!state.access_groups[group]) {
+    if (!findGroup(state, group)) {
       throw new TargetdError(ErrorCode.NOT_FOUND_ACCESS_GROUP, `access group '${group}' does not exist`);
     }
     if (this.jobs.findByVolume(poolName, vol)?.dst === vol) {
@@ -690,7 +718,7 @@ export class StorageArray {
       if (m) view(e.initiator_wwn).luns.push(m);
     }
     for (const m of s.ag_maps) {
-      for (const iqn of s.access_groups[m.ag_name] ?? []) {
+      for (const iqn of members(s, m.ag_name)) {
         const r = await resolve(m.pool, m.vol, m.h_lun_id);
         if (r) view(iqn).luns.push(r);
       }

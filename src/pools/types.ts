@@ -36,7 +36,13 @@ export interface BlockPool {
    * Copies `src` to a new volume `dst` (optionally grown to `size`). `dst` must not be visible until done;
    * on failure or abort nothing of it remains. Reports progress; honours the abort signal.
    */
-  copy(src: string, dst: string, size: number | undefined, onProgress: ProgressFn, signal: AbortSignal): Promise<VolumeInfo>;
+  copy(
+    src: string,
+    dst: string,
+    size: number | undefined,
+    onProgress: ProgressFn,
+    signal: AbortSignal,
+  ): Promise<VolumeInfo>;
   /** True when a copy of `src` will be near-instant (reflink / snapshot), so it is never answered async. */
   canCloneInstantly(src: string): Promise<boolean>;
   /** Path of the block device or file holding the volume's data, for data-plane backends. */

@@ -13,6 +13,9 @@ export const name = z
 /** A byte count: a JSON integer, 1 … 2^53 (strings, floats, zero and negatives are refused). */
 export const size = z
   .number({ error: 'must be an integer number of bytes' })
+  .refine((n) => n !== Number.POSITIVE_INFINITY, {
+    error: `must be an integer number of bytes, at most 2^53 (${2 ** 53})`,
+  })
   .refine(Number.isInteger, { error: 'must be an integer number of bytes' })
   .refine((n) => n > 0, { error: 'must be greater than 0' })
   .refine((n) => n <= MAX_SIZE, { error: `must be at most 2^53 (${MAX_SIZE})` });
@@ -22,8 +25,9 @@ export const lun = z
   .refine(Number.isInteger, { error: 'must be an integer' })
   .refine((n) => n >= 0 && n <= 255, { error: 'must be between 0 and 255' });
 
+// After ':' the name is free-form, but control characters and white space never belong in it.
 const IQN_RE =
-  /^iqn\.\d{4}-(0[1-9]|1[0-2])\.[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:[^\s]+)?$/i;
+  /^iqn\.\d{4}-(0[1-9]|1[0-2])\.[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:[^\s\p{Cc}]+)?$/iu;
 const EUI_RE = /^eui\.[0-9a-f]{16}$/i;
 const NAA_RE = /^naa\.([0-9a-f]{16}|[0-9a-f]{32})$/i;
 
@@ -61,3 +65,8 @@ export const initType = z.literal('iscsi', { error: "must be 'iscsi'" });
 
 /** A configured pool's name (checked against the pool list, which answers -110). */
 export const poolName = z.string({ error: 'must be a string' }).min(1, { error: 'must not be empty' });
+
+/** An optional parameter: absent, undefined and null (upstream clients send None) all mean "not given". */
+export function optional<T extends z.ZodType>(schema: T) {
+  return z.preprocess((v) => (v === null ? undefined : v), schema.optional());
+}

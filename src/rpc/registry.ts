@@ -22,15 +22,19 @@ export function method<S extends z.ZodType>(def: MethodDef<S>): MethodDef {
   return def as unknown as MethodDef;
 }
 
-/** Renders zod issues as one message naming each parameter and its problem. */
-function describeIssues(error: z.ZodError): string {
+/** Renders zod issues as one message naming each parameter and its problem (missing, unknown, wrong). */
+function describeIssues(error: z.ZodError, params: Record<string, unknown>): string {
   return error.issues
     .map((issue) => {
       if (issue.code === 'unrecognized_keys') {
         return issue.keys.map((k) => `unknown parameter '${k}'`).join('; ');
       }
       const param = issue.path.map(String).join('.') || '(params)';
-      if (issue.code === 'invalid_type' && issue.input === undefined) return `missing parameter '${param}'`;
+      const top = issue.path[0];
+      // Absent (or null for a required value) is "missing"; anything else present is a wrong value.
+      if (typeof top === 'string' && (!Object.hasOwn(params, top) || params[top] === undefined)) {
+        return `missing parameter '${param}'`;
+      }
       return `invalid parameter '${param}': ${issue.message}`;
     })
     .join('; ');
@@ -72,7 +76,12 @@ export class MethodRegistry {
     if (typeof params !== 'object')
       throw new TargetdError(ErrorCode.INVALID_PARAMS, 'params must be an object');
     const result = def.params.safeParse(params);
-    if (!result.success) throw new TargetdError(ErrorCode.INVALID_PARAMS, describeIssues(result.error));
+    if (!result.success) {
+      throw new TargetdError(
+        ErrorCode.INVALID_PARAMS,
+        describeIssues(result.error, params as Record<string, unknown>),
+      );
+    }
     return { def, params: result.data };
   }
 
@@ -86,7 +95,9 @@ export class MethodRegistry {
 
 /** Copies params with secret fields replaced, for logs. */
 export function redactParams(def: MethodDef | undefined, params: unknown): unknown {
-  if (!def?.secret || !params || typeof params !== 'object' || Array.isArray(params)) return params;
+  if (!def?.secret) return params;
+  // Positional or malformed params cannot be matched to names: none of them may reach a log.
+  if (!params || typeof params !== 'object' || Array.isArray(params)) return params == null ? params : '***';
   const out: Record<string, unknown> = { ...(params as Record<string, unknown>) };
   for (const k of def.secret) if (k in out && out[k] !== null && out[k] !== '') out[k] = '***';
   return out;

@@ -2,6 +2,7 @@ import { performance } from 'node:perf_hooks';
 import type { Logger } from '../log.js';
 import { ErrorCode, TargetdError } from '../rpc/errors.js';
 import { type CallContext, type MethodRegistry, redactParams } from '../rpc/registry.js';
+import { poisonLossyNumbers } from './lossy-numbers.js';
 import { scanRawIds } from './raw-id.js';
 
 /** Everything a JSON-RPC dispatch needs besides the body. */
@@ -144,7 +145,7 @@ export async function dispatchBody(raw: Buffer | string, opts: DispatchOptions):
   }
   let parsed: unknown;
   try {
-    parsed = JSON.parse(body);
+    parsed = JSON.parse(poisonLossyNumbers(body));
   } catch (err) {
     return errorReply(NULL_ID, ErrorCode.PARSE_ERROR, `parse error: ${(err as Error).message}`);
   }

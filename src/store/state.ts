@@ -25,7 +25,9 @@ export const stateSchema = z.object({
   version: z.literal(1),
   exports: z.array(exportEntry),
   auth: z.record(z.string(), chap),
-  access_groups: z.record(z.string(), z.array(z.string())),
+  // An array, not a map: group names like 'constructor' or '__proto__' are valid and must not meet
+  // Object.prototype.
+  access_groups: z.array(z.object({ name: z.string(), init_ids: z.array(z.string()) })),
   ag_maps: z.array(agMap),
   jobs: z.record(z.string(), job),
   failed_jobs: z.record(z.string(), failure),
@@ -43,7 +45,7 @@ export function emptyState(): State {
     version: 1,
     exports: [],
     auth: {},
-    access_groups: {},
+    access_groups: [],
     ag_maps: [],
     jobs: {},
     failed_jobs: {},
