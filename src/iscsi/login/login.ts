@@ -168,6 +168,8 @@ export class LoginHandler {
       return this.process(req);
     } catch (err) {
       if (err instanceof LoginFailure) return this.failure(req, err.loginStatus, err.message);
+      // E.g. a continued text beyond the reassembly bound: the initiator's fault, not ours.
+      if (err instanceof TextFormatError) return this.failure(req, LoginStatus.InitiatorError, err.message);
       return this.failure(req, LoginStatus.TargetError, `internal error: ${(err as Error).message}`);
     }
   }

@@ -23,7 +23,17 @@ export interface DecoderOptions {
   maxAhsLength?: number;
   headerDigest?: boolean;
   dataDigest?: boolean;
+  /**
+   * Data-Out and SCSI Command PDUs whose data segment (of at least {@link SPLIT_DATA_MIN} bytes) spans
+   * receive buffers are not copied together: they come with `dataParts`, views of those buffers, and a `data`
+   * that is assembled only when read. The target's write path hands the parts to writev, so a 1 MiB write is
+   * never copied in memory. Off by default.
+   */
+  splitData?: boolean;
 }
+
+/** Smallest data segment {@link DecoderOptions.splitData} leaves in place; copying less costs little. */
+export const SPLIT_DATA_MIN = 16384;
 
 /** Default DataSegmentLength limit: our default MaxRecvDataSegmentLength. */
 export const DEFAULT_DECODER_MAX_DATA_SEGMENT = 262144;
@@ -31,6 +41,8 @@ export const DEFAULT_DECODER_MAX_DATA_SEGMENT = 262144;
 export const DEFAULT_DECODER_MAX_AHS = 256;
 
 const EMPTY = Buffer.alloc(0);
+/** Received chunks below this size are coalesced while buffered (see PduDecoder.push). */
+const SMALL_CHUNK = 512;
 
 /** Lengths of the PDU at the front of the buffer, known once its BHS is in. */
 interface Layout {
@@ -49,7 +61,8 @@ interface Layout {
  * complete PDUs with {@link next} (or iterate). PDUs may arrive many per chunk or split at any byte.
  *
  * A PDU contained in one chunk is returned as views into that chunk (no copy: the write hot path);
- * one spanning chunks is copied exactly once. Lengths are checked against the limits as soon as the header
+ * one spanning chunks is copied exactly once (or, with {@link DecoderOptions.splitData}, its large data
+ * segment is left in place as `dataParts`). Lengths are checked against the limits as soon as the header
  * is in (and, with header digests on, verified), before any of the data segment is buffered.
  *
  * Errors are thrown from `next()` as {@link ProtocolError}. A fatal one poisons the decoder (every later
@@ -66,6 +79,7 @@ export class PduDecoder {
   private maxAhs: number;
   private hd: boolean;
   private dd: boolean;
+  private readonly splitData: boolean;
 
   constructor(opts: DecoderOptions = {}) {
     this.role = opts.role ?? 'target';
@@ -73,12 +87,20 @@ export class PduDecoder {
     this.maxAhs = opts.maxAhsLength ?? DEFAULT_DECODER_MAX_AHS;
     this.hd = opts.headerDigest ?? false;
     this.dd = opts.dataDigest ?? false;
+    this.splitData = opts.splitData ?? false;
   }
 
   /** Appends received bytes. The decoder keeps a reference: the caller must not reuse the buffer. */
   push(chunk: Buffer): void {
     if (chunk.length === 0) return;
-    this.chunks.push(chunk);
+    const last = this.chunks.length - 1;
+    // A peer trickling a PDU a byte per read would otherwise cost a Buffer (over 100 bytes) per byte held:
+    // small chunks are merged into the previous small one (a copy of at most SMALL_CHUNK bytes).
+    if (last >= 0 && chunk.length < SMALL_CHUNK && this.chunks[last]!.length < SMALL_CHUNK) {
+      this.chunks[last] = Buffer.concat([this.chunks[last]!, chunk]);
+    } else {
+      this.chunks.push(chunk);
+    }
     this.buffered += chunk.length;
   }
 
@@ -178,6 +200,14 @@ export class PduDecoder {
     }
 
     if (this.buffered < lay.total) return undefined;
+    if (
+      this.splitData &&
+      lay.dataLength >= SPLIT_DATA_MIN &&
+      (lay.opcode === Opcode.DataOut || lay.opcode === Opcode.ScsiCommand) &&
+      this.chunks[0]!.length - this.head < lay.total
+    ) {
+      return this.stepSplit(lay);
+    }
     const pdu = this.take(lay.total);
     this.layout = undefined;
 
@@ -191,22 +221,84 @@ export class PduDecoder {
       const got = pdu.readUInt32LE(padded);
       if (want !== got) throw new DataDigestError(want, got, lay.opcode, header.readUInt32BE(16), header);
     }
+    this.checkRole(lay.opcode, header);
+    return parsePdu(header, ahs, data);
+  }
+
+  /**
+   * A PDU whose large data segment spans receive buffers ({@link DecoderOptions.splitData}): the header is
+   * taken as usual (small), the data segment as views, and the same checks as {@link step} apply.
+   */
+  private stepSplit(lay: Layout): DecodedPdu {
+    const head = this.take(lay.headerLength);
+    const parts = this.takeViews(lay.dataLength);
+    const tailLength = lay.total - lay.headerLength - lay.dataLength;
+    const tail = tailLength > 0 ? this.take(tailLength) : EMPTY;
+    this.layout = undefined;
+    const header = head.subarray(0, BHS_LENGTH);
+    const ahs = lay.ahsLength > 0 ? head.subarray(BHS_LENGTH, BHS_LENGTH + lay.ahsLength) : EMPTY;
+    if (lay.dataDigest) {
+      const pad = (4 - (lay.dataLength & 3)) & 3;
+      let want = 0;
+      for (const p of parts) want = crc32c(p, want);
+      if (pad > 0) want = crc32cRange(tail, 0, pad, want);
+      const got = tail.readUInt32LE(pad);
+      if (want !== got) throw new DataDigestError(want, got, lay.opcode, header.readUInt32BE(16), header);
+    }
+    this.checkRole(lay.opcode, header);
+    const pdu = parsePdu(header, ahs, EMPTY);
+    const length = lay.dataLength;
+    let joined: Buffer | undefined;
+    Object.defineProperty(pdu, 'data', {
+      get: () => {
+        joined ??= Buffer.concat(parts, length);
+        return joined;
+      },
+      enumerable: true,
+      configurable: true,
+    });
+    pdu.dataParts = parts;
+    return pdu;
+  }
+
+  private checkRole(opcode: number, header: Buffer): void {
     const allowed =
       this.role === 'target'
-        ? INITIATOR_OPCODES.has(lay.opcode)
+        ? INITIATOR_OPCODES.has(opcode)
         : this.role === 'initiator'
-          ? TARGET_OPCODES.has(lay.opcode)
-          : INITIATOR_OPCODES.has(lay.opcode) || TARGET_OPCODES.has(lay.opcode);
+          ? TARGET_OPCODES.has(opcode)
+          : INITIATOR_OPCODES.has(opcode) || TARGET_OPCODES.has(opcode);
     if (!allowed) {
-      throw new ProtocolError('bad-opcode', `unexpected opcode 0x${lay.opcode.toString(16)}`, {
+      throw new ProtocolError('bad-opcode', `unexpected opcode 0x${opcode.toString(16)}`, {
         fatal: false,
-        opcode: lay.opcode,
+        opcode,
         itt: header.readUInt32BE(16),
         header,
         rejectReason: RejectReason.ProtocolError,
       });
     }
-    return parsePdu(header, ahs, data);
+  }
+
+  /** Consumes the first n buffered bytes as views of the chunks holding them (no copy). */
+  private takeViews(n: number): Buffer[] {
+    const out: Buffer[] = [];
+    while (n > 0) {
+      const ch = this.chunks[0]!;
+      const avail = ch.length - this.head;
+      if (avail <= n) {
+        out.push(this.head === 0 ? ch : ch.subarray(this.head));
+        this.chunks.shift();
+        this.head = 0;
+        this.buffered -= avail;
+        n -= avail;
+      } else {
+        out.push(ch.subarray(this.head, this.head + n));
+        this.head += n;
+        this.buffered -= n;
+        n = 0;
+      }
+    }
+    return out;
   }
 
   private byteAt(first: Buffer, i: number): number {
