@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type Builtin, shortReason, startBuiltin } from '../scripts/iscsi/builtin.js';
 import { cpuSeconds, run } from '../scripts/iscsi/proc.js';
-import { Tgtd } from '../scripts/iscsi/tgt.js';
+import { Tgtd, waitForPort } from '../scripts/iscsi/tgt.js';
 
 const MiB = 1024 * 1024;
 const VOL_BYTES = 1024 * MiB;
@@ -292,14 +292,29 @@ async function main(): Promise<number> {
         initiator_wwn: INITIATOR,
         lun: 0,
       });
-      targets.push({
+      const d = daemon;
+      let digest = false;
+      const ours: Target = {
         name: 'builtin',
-        port: daemon.port,
+        port: d.port,
         lun: 0,
-        pid: daemon.daemon.pid,
-        // Ours offers CRC32C whenever the initiator asks for it; nothing to switch.
-        setHeaderDigest: async () => {},
-      });
+        // A restart (below) gives the daemon a new PID.
+        get pid() {
+          return d.daemon.pid;
+        },
+        // libiscsi 1.19 offers HeaderDigest=None,CRC32C whatever the URL says, and RFC 7143 lets the initiator's
+        // first choice win, so our target has to require CRC32C: a restart with iscsi_header_digest changed.
+        async setHeaderDigest(on) {
+          if (on === digest) return;
+          d.daemon.config.iscsi_header_digest = on ? 'required' : 'optional';
+          await d.daemon.restart();
+          await waitForPort(d.port, 10_000);
+          digest = on;
+          // The restarted daemon's JIT is cold again: the same short warm-up as at the start.
+          await runOnce({ ...WORKLOADS[0]!, headerDigest: on }, ours, 2, 0);
+        },
+      };
+      targets.push(ours);
     }
 
     // A short warm-up per target: sessions, page cache and, for ours, the JIT.

@@ -58,6 +58,8 @@ function createBackend(config: Config, log: Logger): ExportBackend {
         port: config.iscsi_port,
         stateDir: config.state_dir,
         logger: log,
+        headerDigest: config.iscsi_header_digest,
+        dataDigest: config.iscsi_data_digest,
       });
     default:
       throw new StartupError(`iscsi_backend: '${config.iscsi_backend}' is not available in this build`);

@@ -50,6 +50,12 @@ export const configSchema = z.object({
   state_dir: z.string().min(1).default('/var/lib/targetd'),
   iscsi_backend: z.enum(['builtin', 'lio', 'tgt', 'none']).default('builtin'),
   iscsi_port: z.number().int().min(1).max(65535).default(3260),
+  /**
+   * Built-in target: `optional` accepts the initiator's first choice (RFC 7143), `required` accepts only
+   * CRC32C, so a login whose initiator offers only None fails.
+   */
+  iscsi_header_digest: z.enum(['optional', 'required']).default('optional'),
+  iscsi_data_digest: z.enum(['optional', 'required']).default('optional'),
   async_after: z
     .number()
     .refine((n) => n === -1 || (n >= 0 && n <= 2147483), {

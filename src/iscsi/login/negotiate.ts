@@ -337,6 +337,11 @@ export class Negotiator {
       this.seen.add(key);
       const answer = this.answer(spec, value);
       if (answer !== undefined) responses.push([key, answer]);
+      // Rejecting a digest offer leaves the key at its default, None: a target that requires CRC32C (None not
+      // among ours) cannot run that session, so the login fails instead.
+      if (answer === 'Reject' && spec.kind === 'digest' && !spec.ours(this.cfg).includes('None')) {
+        failure ??= `${key}=${value} offers no digest this target accepts (${spec.ours(this.cfg).join(',')} required)`;
+      }
     }
     this.clampFirstBurst(responses);
     return failure ? { responses, failure } : { responses };

@@ -1,4 +1,10 @@
-import { constants as fsConstants, type promises as fsp } from 'node:fs';
+import {
+  constants as fsConstants,
+  type promises as fsp,
+  read as fsRead,
+  write as fsWrite,
+  writev as fsWritev,
+} from 'node:fs';
 import { open } from 'node:fs/promises';
 
 /**
@@ -33,19 +39,43 @@ export interface FileOps {
   punchHole?(fd: number, offset: number, length: number): Promise<void>;
   seekData?(fd: number, offset: number): Promise<number>;
   seekHole?(fd: number, offset: number): Promise<number>;
+  /**
+   * Synchronous pread that never waits for the disk (preadv2 with RWF_NOWAIT): the bytes read when all of
+   * them are in the page cache, else a negative errno (-EAGAIN) or a short count, and the read then goes to
+   * the threadpool as usual. It spares a cached small read the threadpool round trip (two thread wake-ups,
+   * most of a 4 KiB read's cost on a 2-core VM). Optional: without it every read uses the threadpool.
+   */
+  preadNowait?(fd: number, buffer: Buffer, offset: number): number;
 }
+
+/** Reads up to this size try {@link FileOps.preadNowait} first; larger ones are worth a threadpool thread. */
+const NOWAIT_MAX_READ = 64 * 1024;
 
 export interface FileBackingStoreOptions {
   readOnly?: boolean;
   ops?: FileOps;
 }
 
-/** A backing store over a regular file or block device, using positional I/O on one FileHandle. */
+/**
+ * A backing store over a regular file or block device, using positional I/O on one FileHandle.
+ *
+ * Reads and writes go through the callback form of fs.read/write/writev on the handle's descriptor rather
+ * than FileHandle's promise methods: measured on the 2-core benchmark VM, a 4 KiB page-cache read costs about
+ * 5 µs of CPU that way against 12–15 µs through FileHandle.read (its per-call ref-counting, wrapper objects and
+ * result object). Since the handle is bypassed, the store counts its own in-flight operations and close()
+ * waits for them, so the descriptor is never closed (and reused) under a pending read.
+ */
 export class FileBackingStore implements BackingStore {
   private bytes: number;
+  private readonly fd: number;
+  private inflight = 0;
+  private idleWaiters: (() => void)[] = [];
+  /** Set by close(): the descriptor number may be reused by another file, so it must not be touched again. */
+  private closed = false;
   punchHole?: (offset: number, length: number) => Promise<void>;
   seekData?: (offset: number) => Promise<number>;
   seekHole?: (offset: number) => Promise<number>;
+  private readonly preadNowait: FileOps['preadNowait'];
 
   private constructor(
     private readonly fh: fsp.FileHandle,
@@ -56,6 +86,8 @@ export class FileBackingStore implements BackingStore {
   ) {
     this.bytes = bytes;
     const fd = fh.fd;
+    this.fd = fd;
+    this.preadNowait = ops.preadNowait;
     // Bound per instance so a store without an op simply lacks the method, which is how the SCSI layer
     // decides whether to advertise thin provisioning.
     if (ops.punchHole && !readOnly) {
@@ -92,37 +124,96 @@ export class FileBackingStore implements BackingStore {
     return this.bytes;
   }
 
-  async read(offset: number, length: number): Promise<Buffer> {
-    const buf = Buffer.allocUnsafe(length);
-    let done = 0;
-    while (done < length) {
-      const { bytesRead } = await this.fh.read(buf, done, length - done, offset + done);
-      if (bytesRead === 0) {
-        // A file shorter than the LU (e.g. truncated behind our back) reads as zeros, never stale memory.
-        buf.fill(0, done);
-        break;
-      }
-      done += bytesRead;
+  read(offset: number, length: number): Promise<Buffer> {
+    if (this.closed) return Promise.reject(closedError('read'));
+    const buf = readBuffer(length);
+    const fd = this.fd;
+    if (this.preadNowait !== undefined && length <= NOWAIT_MAX_READ && length > 0) {
+      // Anything but the whole range at once (not cached, EOF, an error) is retried the ordinary way.
+      if (this.preadNowait(fd, buf, offset) === length) return Promise.resolve(buf);
     }
-    return buf;
+    this.inflight++;
+    return new Promise<Buffer>((resolve, reject) => {
+      let done = 0;
+      const step = (err: NodeJS.ErrnoException | null, bytesRead: number): void => {
+        if (err) {
+          this.settled();
+          reject(err);
+          return;
+        }
+        if (bytesRead === 0) {
+          // A file shorter than the LU (e.g. truncated behind our back) reads as zeros, never stale memory.
+          buf.fill(0, done);
+          done = length;
+        } else {
+          done += bytesRead;
+        }
+        if (done >= length) {
+          this.settled();
+          resolve(buf);
+          return;
+        }
+        fsRead(fd, buf, done, length - done, offset + done, step);
+      };
+      fsRead(fd, buf, 0, length, offset, step);
+    });
   }
 
-  async write(offset: number, data: Buffer | readonly Buffer[]): Promise<void> {
-    if (Buffer.isBuffer(data)) {
-      await writeAll(this.fh, data, offset);
-      return;
-    }
-    if (data.length === 1) {
-      await writeAll(this.fh, data[0]!, offset);
-      return;
-    }
+  write(offset: number, data: Buffer | readonly Buffer[]): Promise<void> {
+    if (this.closed) return Promise.reject(closedError('write'));
+    if (Buffer.isBuffer(data)) return this.writeOne(data, offset);
+    if (data.length === 1) return this.writeOne(data[0]!, offset);
+    const fd = this.fd;
     let pos = offset;
     let bufs = data.filter((b) => b.length > 0);
-    while (bufs.length > 0) {
-      const { bytesWritten } = await this.fh.writev(bufs, pos);
-      pos += bytesWritten;
-      bufs = skipBytes(bufs, bytesWritten);
-    }
+    if (bufs.length === 0) return Promise.resolve();
+    this.inflight++;
+    return new Promise<void>((resolve, reject) => {
+      const step = (err: NodeJS.ErrnoException | null, bytesWritten: number): void => {
+        if (err) {
+          this.settled();
+          reject(err);
+          return;
+        }
+        pos += bytesWritten;
+        bufs = skipBytes(bufs, bytesWritten);
+        if (bufs.length === 0) {
+          this.settled();
+          resolve();
+          return;
+        }
+        fsWritev(fd, bufs, pos, step);
+      };
+      fsWritev(fd, bufs, pos, step);
+    });
+  }
+
+  private writeOne(buf: Buffer, offset: number): Promise<void> {
+    if (buf.length === 0) return Promise.resolve();
+    const fd = this.fd;
+    this.inflight++;
+    return new Promise<void>((resolve, reject) => {
+      let done = 0;
+      const step = (err: NodeJS.ErrnoException | null, bytesWritten: number): void => {
+        if (err) {
+          this.settled();
+          reject(err);
+          return;
+        }
+        done += bytesWritten;
+        if (done >= buf.length) {
+          this.settled();
+          resolve();
+          return;
+        }
+        fsWrite(fd, buf, done, buf.length - done, offset + done, step);
+      };
+      fsWrite(fd, buf, 0, buf.length, offset, step);
+    });
+  }
+
+  private settled(): void {
+    if (--this.inflight === 0 && this.idleWaiters.length > 0) for (const w of this.idleWaiters.splice(0)) w();
   }
 
   async flush(): Promise<void> {
@@ -130,8 +221,40 @@ export class FileBackingStore implements BackingStore {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
+    if (this.inflight > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
     await this.fh.close();
   }
+}
+
+function closedError(syscall: string): NodeJS.ErrnoException {
+  const err: NodeJS.ErrnoException = new Error(`EBADF: the backing store is closed, ${syscall}`);
+  err.code = 'EBADF';
+  err.syscall = syscall;
+  return err;
+}
+
+/** Reads up to this size are carved from a shared slab instead of getting an ArrayBuffer each. */
+const SLAB_MAX_READ = 16 * 1024;
+const SLAB_BYTES = 128 * 1024;
+let slab = Buffer.allocUnsafeSlow(0);
+let slabOffset = 0;
+
+/**
+ * A buffer for a read of `n` bytes. A new ArrayBuffer per 4 KiB read (Buffer.allocUnsafe allocates one for
+ * 4096 bytes and up) costs about 1 µs in allocation and GC; a view of a slab about half that. A slab region is
+ * handed out once and never reused: the read overwrites all of it (or zero-fills a short read), so no bytes
+ * of another read are ever visible, and the slab is freed when the last view of it is.
+ */
+function readBuffer(n: number): Buffer {
+  if (n > SLAB_MAX_READ) return Buffer.allocUnsafe(n);
+  if (slabOffset + n > slab.length) {
+    slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
+    slabOffset = 0;
+  }
+  const b = slab.subarray(slabOffset, slabOffset + n);
+  slabOffset = (slabOffset + n + 7) & ~7;
+  return b;
 }
 
 async function sizeOf(fh: fsp.FileHandle): Promise<number> {
@@ -159,14 +282,6 @@ async function binarySearchEnd(fh: fsp.FileHandle, probe: Buffer): Promise<numbe
     else hi = mid;
   }
   return lo;
-}
-
-async function writeAll(fh: fsp.FileHandle, buf: Buffer, offset: number): Promise<void> {
-  let done = 0;
-  while (done < buf.length) {
-    const { bytesWritten } = await fh.write(buf, done, buf.length - done, offset + done);
-    done += bytesWritten;
-  }
 }
 
 function skipBytes(bufs: Buffer[], n: number): Buffer[] {

@@ -1,7 +1,9 @@
 interface Held {
   start: number;
   end: number;
-  released: Promise<void>;
+  /** Created only when someone has to wait for this range (rare): most writes never overlap. */
+  released: Promise<void> | undefined;
+  resolve: (() => void) | undefined;
 }
 
 /**
@@ -17,29 +19,37 @@ export class RangeLock {
     for (;;) {
       const blocker = this.overlapping(start, end);
       if (!blocker) break;
+      blocker.released ??= new Promise<void>((resolve) => {
+        blocker.resolve = resolve;
+      });
       await blocker.released;
     }
-    let release!: () => void;
-    const entry: Held = {
-      start,
-      end,
-      released: new Promise<void>((resolve) => {
-        release = resolve;
-      }),
-    };
+    return this.take(start, end);
+  }
+
+  /**
+   * Takes [start, end) at once if nothing overlaps it (the release function), else undefined: the write hot
+   * path, which thus needs no promise or microtask turn for an uncontended range.
+   */
+  tryAcquire(start: number, end: number): (() => void) | undefined {
+    return this.overlapping(start, end) ? undefined : this.take(start, end);
+  }
+
+  /** Number of ranges currently held (for tests and diagnostics). */
+  get size(): number {
+    return this.held.size;
+  }
+
+  private take(start: number, end: number): () => void {
+    const entry: Held = { start, end, released: undefined, resolve: undefined };
     this.held.add(entry);
     let done = false;
     return () => {
       if (done) return;
       done = true;
       this.held.delete(entry);
-      release();
+      entry.resolve?.();
     };
-  }
-
-  /** Number of ranges currently held (for tests and diagnostics). */
-  get size(): number {
-    return this.held.size;
   }
 
   private overlapping(start: number, end: number): Held | undefined {

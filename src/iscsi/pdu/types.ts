@@ -312,6 +312,12 @@ export type Decoded<T extends Pdu> = T & {
   /** Raw AHS bytes (TotalAHSLength*4), empty when none. */
   ahs: Buffer;
   data: Buffer;
+  /**
+   * The data segment as views of the receive buffers it arrived in, when the decoder was asked to leave large
+   * segments there ({@link DecoderOptions.splitData}) and this one spanned several: the same bytes as `data`,
+   * which is then only assembled (copied) if read.
+   */
+  dataParts?: readonly Buffer[];
   immediate: boolean;
 };
 

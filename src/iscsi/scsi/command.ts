@@ -42,8 +42,13 @@ export interface LunlessContext {
   /** The addressed LU, if the initiator's LUN map has one at this LUN. */
   readonly lu: LogicalUnit | undefined;
   readonly cdb: Buffer;
-  /** Data-Out as received (at most the expected transfer length); empty when none. */
+  /**
+   * Data-Out as received (at most the expected transfer length); empty when none. When it arrived as several
+   * buffers this is assembled (copied) on first use; a handler that can take the pieces uses dataOutParts.
+   */
   readonly dataOut: Buffer;
+  /** The Data-Out buffers back to back when the transport passed a list of them, else undefined. */
+  readonly dataOutParts: readonly Buffer[] | undefined;
   readonly expectedLength: number;
   /** Opaque task record, for PREEMPT AND ABORT not to abort its own command. */
   readonly task: unknown;
@@ -101,7 +106,8 @@ export const NO_DATA: Reply = { transferLength: 0 };
 
 /** Reads a 64-bit big-endian LBA; values past 2^53 lose precision but stay past any real capacity. */
 export function u64(cdb: Buffer, offset: number): number {
-  return Number(cdb.readBigUInt64BE(offset));
+  // Two 32-bit halves: the same value as Number(readBigUInt64BE()) without a BigInt per READ(16)/WRITE(16).
+  return cdb.readUInt32BE(offset) * 0x1_0000_0000 + cdb.readUInt32BE(offset + 4);
 }
 
 /** Checks that [lba, lba+count) lies inside the LU (21/00 otherwise). */

@@ -122,6 +122,24 @@ function wholeBlocks(lu: LogicalUnit, dataOut: Buffer, count: number): Buffer {
   return dataOut.subarray(0, have * lu.blockSize);
 }
 
+/**
+ * {@link wholeBlocks} over Data-Out that arrived as several buffers: views of the leading ones, so the write
+ * goes out with writev and nothing is copied.
+ */
+function wholeBlockParts(lu: LogicalUnit, parts: readonly Buffer[], count: number): Buffer[] {
+  let have = 0;
+  for (const p of parts) have += p.length;
+  let left = Math.min(count, Math.floor(have / lu.blockSize)) * lu.blockSize;
+  const out: Buffer[] = [];
+  for (const p of parts) {
+    if (left <= 0) break;
+    const piece = p.length <= left ? p : p.subarray(0, left);
+    if (piece.length > 0) out.push(piece);
+    left -= piece.length;
+  }
+  return out;
+}
+
 /** WRITE(6/10/12/16). */
 export async function write(ctx: CommandContext): Promise<Reply> {
   const { cdb, lu } = ctx;
@@ -131,9 +149,12 @@ export async function write(ctx: CommandContext): Promise<Reply> {
   checkTransferLength(lu, f.count, lengthByte(cdb));
   checkWritable(lu, f.count);
   const bytes = f.count * lu.blockSize;
-  const data = wholeBlocks(lu, ctx.dataOut, f.count);
+  const data = ctx.dataOutParts
+    ? wholeBlockParts(lu, ctx.dataOutParts, f.count)
+    : wholeBlocks(lu, ctx.dataOut, f.count);
   if (data.length > 0) {
-    const release = await lu.locks.acquire(f.lba, f.lba + f.count);
+    const release =
+      lu.locks.tryAcquire(f.lba, f.lba + f.count) ?? (await lu.locks.acquire(f.lba, f.lba + f.count));
     try {
       if (!ctx.aborted()) {
         await lu.backing.write(f.lba * lu.blockSize, data);

@@ -52,7 +52,19 @@ interface TaskRecord {
   lu: LogicalUnit | undefined;
   tag: number | undefined;
   aborted: boolean;
-  done: Promise<void>;
+  finished: boolean;
+  /** Created only when something waits for the task (task management), not for every command. */
+  done: Promise<void> | undefined;
+  settle: (() => void) | undefined;
+}
+
+/** Resolves once the task has finished executing. */
+function whenDone(t: TaskRecord): Promise<void> {
+  if (t.finished) return Promise.resolve();
+  t.done ??= new Promise<void>((resolve) => {
+    t.settle = resolve;
+  });
+  return t.done;
 }
 
 interface NexusState {
@@ -85,7 +97,9 @@ function pushUa(queue: AscPair[], asc: AscPair): void {
 
 function result(status: number, reply?: Reply, sense?: Buffer, expectedLength = 0): ScsiResult {
   if (!reply) {
-    return { status, data: [], dataLength: 0, transferLength: 0, ...(sense ? { sense } : {}) };
+    const r: ScsiResult = { status, data: [], dataLength: 0, transferLength: 0 };
+    if (sense) r.sense = sense;
+    return r;
   }
   // Data-In never exceeds what the initiator said it would accept.
   const data: Buffer[] = [];
@@ -97,7 +111,9 @@ function result(status: number, reply?: Reply, sense?: Buffer, expectedLength = 
     left -= piece.length;
   }
   const dataLength = expectedLength - left;
-  return { status, data, dataLength, transferLength: reply.transferLength, ...(sense ? { sense } : {}) };
+  const r: ScsiResult = { status, data, dataLength, transferLength: reply.transferLength };
+  if (sense) r.sense = sense;
+  return r;
 }
 
 function checkConditionResult(err: ScsiError): ScsiResult {
@@ -117,6 +133,8 @@ export class ScsiTarget implements TargetServices {
   private readonly logger: ScsiLogger | undefined;
   private readonly lunMaps = new Map<string, Map<number, LogicalUnit>>();
   private readonly nexuses = new Map<string, NexusState>();
+  /** The state last found for a nexus object, so the per-command lookup needs no nexusKey() string building. */
+  private readonly nexusCache = new WeakMap<ItNexus, NexusState>();
 
   constructor(opts: ScsiTargetOptions = {}) {
     this.relativeTargetPort = opts.relativeTargetPort ?? 1;
@@ -184,7 +202,8 @@ export class ScsiTarget implements TargetServices {
   /**
    * Runs one SCSI command. Never throws: every failure becomes a status (and sense).
    * `cdb` is the CDB as received (16 bytes from the BHS is fine; longer ones include the AHS part);
-   * `dataOut` the whole reassembled Data-Out (at most `expectedLength` bytes); `expectedLength` the iSCSI
+   * `dataOut` the whole reassembled Data-Out (at most `expectedLength` bytes), as one buffer or as the list
+   * of buffers it arrived in (WRITE hands those to writev; other commands get them joined); `expectedLength` the iSCSI
    * Expected Data Transfer Length. The transport sends `result.data` as Data-In, sends no response at all
    * when `result.aborted`, and reports the residual `expectedLength - result.transferLength`.
    */
@@ -192,22 +211,21 @@ export class ScsiTarget implements TargetServices {
     nexus: ItNexus,
     lun: number,
     cdb: Buffer,
-    dataOut: Buffer = EMPTY,
+    dataOut: Buffer | readonly Buffer[] = EMPTY,
     expectedLength = 0,
     opts: ExecuteOptions = {},
   ): Promise<ScsiResult> {
     const st = this.stateOf(nexus);
     const lu = this.lunMaps.get(st.initiator)?.get(lun);
-    let settle!: () => void;
     const task: TaskRecord = {
       nexus: st,
       lun,
       lu,
       tag: opts.taskTag,
       aborted: false,
-      done: new Promise<void>((resolve) => {
-        settle = resolve;
-      }),
+      finished: false,
+      done: undefined,
+      settle: undefined,
     };
     st.tasks.add(task);
     try {
@@ -216,7 +234,8 @@ export class ScsiTarget implements TargetServices {
       return res;
     } finally {
       st.tasks.delete(task);
-      settle();
+      task.finished = true;
+      task.settle?.();
     }
   }
 
@@ -255,7 +274,9 @@ export class ScsiTarget implements TargetServices {
           fn === TaskManagementFunction.TARGET_COLD_RESET
             ? Asc.POWER_ON_OCCURRED
             : Asc.SCSI_BUS_RESET_OCCURRED;
-        await Promise.all(this.allLus().map((l) => this.resetLu(l, asc)));
+        // Only the LUs known to the issuing initiator (RFC 7143 §11.5.1): LUN masking must keep another
+        // initiator's volumes out of reach of this one's resets too.
+        await Promise.all(this.lusOf(st.key).map((l) => this.resetLu(l, asc)));
         return TaskManagementResponse.FUNCTION_COMPLETE;
       }
       case TaskManagementFunction.TASK_REASSIGN:
@@ -319,6 +340,10 @@ export class ScsiTarget implements TargetServices {
   // ---- internals ----
 
   private stateOf(nexus: ItNexus): NexusState {
+    const cached = this.nexusCache.get(nexus);
+    // Still the registered state of its key (not dropped or replaced since): the common, per-command case.
+    // The cache is keyed by object identity, so a nexus object must not be mutated (the session layer never does).
+    if (cached !== undefined && this.nexuses.get(cached.key) === cached) return cached;
     const key = nexusKey(nexus);
     let st = this.nexuses.get(key);
     if (!st) {
@@ -326,6 +351,7 @@ export class ScsiTarget implements TargetServices {
       this.nexusOpened(nexus);
       st = this.nexuses.get(key)!;
     }
+    this.nexusCache.set(nexus, st);
     return st;
   }
 
@@ -384,7 +410,7 @@ export class ScsiTarget implements TargetServices {
     lun: number,
     lu: LogicalUnit | undefined,
     rawCdb: Buffer,
-    dataOut: Buffer,
+    dataOut: Buffer | readonly Buffer[],
     expectedLength: number,
     task: TaskRecord,
   ): Promise<ScsiResult> {
@@ -394,17 +420,20 @@ export class ScsiTarget implements TargetServices {
       typeof spec === 'object' && rawCdb.length < spec.cdbLength
         ? Buffer.concat([rawCdb, Buffer.alloc(spec.cdbLength - rawCdb.length)])
         : rawCdb;
-    const base: LunlessContext = {
-      services: this,
-      nexusKey: st.key,
-      lun,
-      lu,
-      cdb,
-      dataOut,
-      expectedLength,
-      task,
-      aborted: () => task.aborted,
-    };
+    const base: LunlessContext = Buffer.isBuffer(dataOut)
+      ? {
+          services: this,
+          nexusKey: st.key,
+          lun,
+          lu,
+          cdb,
+          dataOut,
+          dataOutParts: undefined,
+          expectedLength,
+          task,
+          aborted: () => task.aborted,
+        }
+      : partsContext(this, st.key, lun, lu, cdb, dataOut as readonly Buffer[], expectedLength, task);
     try {
       if (cdb[0] === Op.REQUEST_SENSE) return this.requestSense(st, lun, lu, cdb, expectedLength);
       if (!lu) {
@@ -428,7 +457,8 @@ export class ScsiTarget implements TargetServices {
       // NACA asks for ACA handling, which we do not offer (NormACA=0): SAM-5 makes that an invalid field.
       if ((cdb[spec.cdbLength - 1]! & 0x04) !== 0) throw invalidField(spec.cdbLength - 1, 2);
       this.checkReservations(st.key, lu, spec);
-      const ctx: CommandContext = { ...base, lu };
+      // `base` already holds this (defined) lu; a `{ ...base, lu }` copy per command took V8's slow path.
+      const ctx = base as CommandContext;
       const reply = await spec.handler(ctx);
       return result(Status.GOOD, reply, undefined, expectedLength);
     } catch (err) {
@@ -476,6 +506,35 @@ export class ScsiTarget implements TargetServices {
   }
 }
 
+/** A context whose Data-Out is a list of buffers, joined into `dataOut` only if a handler reads it. */
+function partsContext(
+  services: TargetServices,
+  nexusKey: string,
+  lun: number,
+  lu: LogicalUnit | undefined,
+  cdb: Buffer,
+  parts: readonly Buffer[],
+  expectedLength: number,
+  task: TaskRecord,
+): LunlessContext {
+  let joined: Buffer | undefined;
+  return {
+    services,
+    nexusKey,
+    lun,
+    lu,
+    cdb,
+    get dataOut() {
+      joined ??= Buffer.concat(parts);
+      return joined;
+    },
+    dataOutParts: parts,
+    expectedLength,
+    task,
+    aborted: () => task.aborted,
+  };
+}
+
 function sameMap(a: ReadonlyMap<number, LogicalUnit>, b: ReadonlyMap<number, LogicalUnit>): boolean {
   if (a.size !== b.size) return false;
   for (const [k, v] of a) if (b.get(k) !== v) return false;
@@ -484,5 +543,5 @@ function sameMap(a: ReadonlyMap<number, LogicalUnit>, b: ReadonlyMap<number, Log
 
 async function abortAll(tasks: TaskRecord[]): Promise<void> {
   for (const t of tasks) t.aborted = true;
-  await Promise.all(tasks.map((t) => t.done));
+  await Promise.all(tasks.map(whenDone));
 }

@@ -151,7 +151,11 @@ let nextConnectionId = 1;
 export class IscsiConnection {
   readonly id = nextConnectionId++;
   private phase: 'login' | 'full' | 'logout' | 'closed' = 'login';
-  private readonly decoder = new PduDecoder({ role: 'target', maxDataSegmentLength: LOGIN_MAX_SEGMENT });
+  private readonly decoder = new PduDecoder({
+    role: 'target',
+    maxDataSegmentLength: LOGIN_MAX_SEGMENT,
+    splitData: true,
+  });
   private readonly limits: Readonly<SessionLimits>;
   private login: LoginHandler | undefined;
   private session: SessionInfo | undefined;
@@ -614,7 +618,8 @@ export class IscsiConnection {
       return;
     }
     const sn = pdu.cmdSN >>> 0;
-    if (sn === this.expCmdSN) {
+    // Only inside the advertised window: with every slot taken MaxCmdSN is ExpCmdSN − 1 and even ExpCmdSN is out.
+    if (sn === this.expCmdSN && snDiff(this.maxCmdSN, sn) >= 0) {
       this.expCmdSN = (sn + 1) >>> 0;
       this.dispatch(pdu);
       this.releaseEarly();
@@ -641,7 +646,7 @@ export class IscsiConnection {
 
   /** Counts a CmdSN as used without running anything (a rejected command). */
   private skipCmdSN(sn: number): void {
-    if (sn >>> 0 !== this.expCmdSN) return;
+    if (sn >>> 0 !== this.expCmdSN || snDiff(this.maxCmdSN, sn) < 0) return;
     this.expCmdSN = (this.expCmdSN + 1) >>> 0;
     this.releaseEarly();
   }
@@ -703,9 +708,8 @@ export class IscsiConnection {
       return;
     }
     const digestFailed = this.digestFailed.has(pdu);
-    const dataLength = digestFailed
-      ? (pdu.header[5]! << 16) | (pdu.header[6]! << 8) | pdu.header[7]!
-      : pdu.data.length;
+    // DataSegmentLength: the data's length whether it arrived whole, in parts, or failed its digest.
+    const dataLength = (pdu.header[5]! << 16) | (pdu.header[6]! << 8) | pdu.header[7]!;
     const read = pdu.read === true;
     const write = pdu.write === true;
     const edtl = pdu.expectedDataTransferLength >>> 0;
@@ -741,7 +745,7 @@ export class IscsiConnection {
       if (!write || !p.immediateData || dataLength > unsolicitedLimit) {
         this.fail(task, Cond.UNEXPECTED_UNSOLICITED_DATA);
       } else if (!task.failure) {
-        task.pieces.push({ offset: 0, data: pdu.data });
+        addPieces(task.pieces, 0, pdu);
       }
       task.received = dataLength;
     }
@@ -772,7 +776,7 @@ export class IscsiConnection {
       this.reject(RejectReason.InvalidPduField, pdu.header);
       return;
     }
-    const length = digestFailedLength ?? pdu.data.length;
+    const length = digestFailedLength ?? segmentLength(pdu);
     const seq = pdu.ttt === RESERVED_TAG ? task.unsolicited : task.r2ts.get(pdu.ttt >>> 0);
     if (!seq) {
       this.fail(task, pdu.ttt === RESERVED_TAG ? Cond.UNEXPECTED_UNSOLICITED_DATA : Cond.INVALID_TTT);
@@ -793,7 +797,7 @@ export class IscsiConnection {
       this.log.warn({ itt, length, room: seq.length - seq.received }, 'Data-Out beyond the solicited range');
       this.fail(task, Cond.TOO_MUCH_WRITE_DATA);
     } else if (!task.failure && length > 0) {
-      task.pieces.push({ offset: pdu.bufferOffset >>> 0, data: pdu.data });
+      addPieces(task.pieces, pdu.bufferOffset >>> 0, pdu);
       task.received += length;
     }
     seq.dataSN = (seq.dataSN + 1) >>> 0;
@@ -922,7 +926,7 @@ export class IscsiConnection {
 
   private start(task: Task): void {
     task.state = 'executing';
-    let dataOut: Buffer = EMPTY;
+    let dataOut: Buffer | readonly Buffer[] = EMPTY;
     if (task.write && task.edtl > 0) dataOut = assemble(task.pieces, task.edtl);
     task.pieces = [];
     task.charge = this.charge(task);
@@ -1441,10 +1445,37 @@ export class IscsiConnection {
   }
 }
 
-/** The write data in offset order as one buffer; a single piece covering it all is used as is (no copy). */
-function assemble(pieces: readonly { offset: number; data: Buffer }[], length: number): Buffer {
+/** DataSegmentLength of a decoded PDU, without assembling a data segment that arrived in parts. */
+function segmentLength(pdu: DecodedPdu): number {
+  return pdu.dataParts ? (pdu.header[5]! << 16) | (pdu.header[6]! << 8) | pdu.header[7]! : pdu.data.length;
+}
+
+/** Records a PDU's data at `offset`: each part of a data segment left in its receive buffers is a piece. */
+function addPieces(pieces: { offset: number; data: Buffer }[], offset: number, pdu: DecodedPdu): void {
+  if (!pdu.dataParts) {
+    pieces.push({ offset, data: pdu.data });
+    return;
+  }
+  for (const data of pdu.dataParts) {
+    pieces.push({ offset, data });
+    offset += data.length;
+  }
+}
+
+/**
+ * The write data for the SCSI layer, without copying when possible: a single piece covering it all as is,
+ * pieces that tile [0, length) in order as that list (written with writev), anything else (never seen with
+ * DataPDUInOrder=Yes, but possible in principle) copied in offset order into one zero-filled buffer.
+ */
+function assemble(
+  pieces: readonly { offset: number; data: Buffer }[],
+  length: number,
+): Buffer | readonly Buffer[] {
   if (pieces.length === 1 && pieces[0]!.offset === 0 && pieces[0]!.data.length === length)
     return pieces[0]!.data;
+  let at = 0;
+  for (const p of pieces) at = p.offset === at ? at + p.data.length : -1;
+  if (at === length) return pieces.map((p) => p.data);
   const buf = Buffer.alloc(length);
   for (const p of pieces) p.data.copy(buf, p.offset);
   return buf;

@@ -5,11 +5,12 @@ import type { ExecuteOptions, ItNexus, ScsiResult } from '../scsi/index.js';
  * scripted executor that completes commands out of order or on demand.
  */
 export interface ScsiExecutor {
+  /** `dataOut` may be the list of buffers the write data arrived in, back to back (see ScsiTarget.execute). */
   execute(
     nexus: ItNexus,
     lun: number,
     cdb: Buffer,
-    dataOut?: Buffer,
+    dataOut?: Buffer | readonly Buffer[],
     expectedLength?: number,
     opts?: ExecuteOptions,
   ): Promise<ScsiResult>;

@@ -251,6 +251,37 @@ describe('negotiation result functions', () => {
     assert.deepEqual(disc.offersNeeded(), [], 'session-only keys are not offered in discovery');
   });
 
+  test('digests required (iscsi_header_digest/iscsi_data_digest: required): CRC32C or no login', () => {
+    const neg = (cfg: Partial<TargetParams>) =>
+      new Negotiator({ ...DEFAULT_TARGET_PARAMS, ...cfg }, 'Normal');
+    const headerRequired: Partial<TargetParams> = { headerDigest: ['CRC32C'] };
+    // libiscsi 1.19 offers HeaderDigest=None,CRC32C: optional (the default) takes None, required picks CRC32C.
+    const dflt = neg({});
+    assert.equal(dflt.negotiate(LIBISCSI_OFFER).failure, undefined);
+    assert.equal(dflt.params.headerDigest, 'None');
+    const n = neg(headerRequired);
+    const out = n.negotiate(LIBISCSI_OFFER);
+    assert.equal(out.failure, undefined);
+    assert.equal(Object.fromEntries(out.responses).HeaderDigest, 'CRC32C');
+    assert.deepEqual([n.params.headerDigest, n.params.dataDigest], ['CRC32C', 'None']);
+    // A None-only offer (open-iscsi's defaults) fails the login rather than running without digests.
+    assert.match(neg(headerRequired).negotiate(OPEN_ISCSI_OFFER).failure ?? '', /HeaderDigest=None/);
+    const dataRequired: Partial<TargetParams> = { dataDigest: ['CRC32C'] };
+    assert.match(neg(dataRequired).negotiate(LIBISCSI_OFFER).failure ?? '', /DataDigest=None/);
+    const d = neg(dataRequired);
+    assert.deepEqual(d.negotiate([['DataDigest', 'None,CRC32C']]), { responses: [['DataDigest', 'CRC32C']] });
+    // Not offered at all: the RFC default (None) is unacceptable, so we offer CRC32C, and None is no answer.
+    const silent = neg({ ...headerRequired, ...dataRequired });
+    assert.deepEqual(
+      silent.offersNeeded().filter(([k]) => k.endsWith('Digest')),
+      [
+        ['HeaderDigest', 'CRC32C'],
+        ['DataDigest', 'CRC32C'],
+      ],
+    );
+    assert.match(silent.negotiate([['HeaderDigest', 'None']]).failure ?? '', /HeaderDigest/);
+  });
+
   test('parseNumber: decimal and hex, nothing else', () => {
     assert.equal(parseNumber('0'), 0);
     assert.equal(parseNumber('262144'), 262144);

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { readSync } from 'node:fs';
 import { mkdtemp, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -52,6 +53,42 @@ describe('FileBackingStore', () => {
     } finally {
       await s.close();
     }
+  });
+
+  test('preadNowait: small reads use it when it delivers everything, else (and for large ones) the threadpool', async () => {
+    const path = join(dir, 'nowait.img');
+    const content = Buffer.alloc(256 * 1024);
+    for (let i = 0; i < content.length; i++) content[i] = (i * 7) & 0xff;
+    await writeFile(path, content);
+    let calls = 0;
+    let answer: 'all' | 'eagain' | 'short' = 'all';
+    const s = await FileBackingStore.open(path, {
+      ops: {
+        preadNowait: (fd, buf, offset) => {
+          calls++;
+          if (answer === 'eagain') return -11;
+          const n = readSync(fd, buf, 0, answer === 'short' ? buf.length >> 1 : buf.length, offset);
+          // A short answer leaves garbage behind the count, which the fallback must overwrite.
+          if (answer === 'short') buf.fill(0xee, n);
+          return n;
+        },
+      },
+    });
+    try {
+      const expect = (off: number, len: number) => content.subarray(off, off + len);
+      assert.deepEqual(await s.read(4096, 4096), expect(4096, 4096));
+      assert.equal(calls, 1);
+      answer = 'eagain';
+      assert.deepEqual(await s.read(8192, 8192), expect(8192, 8192));
+      answer = 'short';
+      assert.deepEqual(await s.read(512, 8192), expect(512, 8192));
+      assert.equal(calls, 3);
+      assert.deepEqual(await s.read(0, 128 * 1024), expect(0, 128 * 1024), 'large: threadpool only');
+      assert.equal(calls, 3);
+    } finally {
+      await s.close();
+    }
+    await assert.rejects(s.read(0, 512), /closed/);
   });
 
   test('only offers thin-provisioning operations that were injected, and none read-only', async () => {

@@ -113,7 +113,7 @@ export class ScriptedScsi implements ScsiExecutor {
     nexus: ItNexus,
     lun: number,
     cdb: Buffer,
-    dataOut: Buffer = Buffer.alloc(0),
+    dataOut: Buffer | readonly Buffer[] = Buffer.alloc(0),
     expectedLength = 0,
     opts: ExecuteOptions = {},
   ): Promise<ScsiResult> {
@@ -122,7 +122,8 @@ export class ScriptedScsi implements ScsiExecutor {
         nexus,
         lun,
         cdb: Buffer.from(cdb),
-        dataOut: Buffer.from(dataOut),
+        // Write data may come as the list of buffers it arrived in (see ScsiExecutor.execute).
+        dataOut: Buffer.isBuffer(dataOut) ? Buffer.from(dataOut) : Buffer.concat(dataOut),
         expectedLength,
         opts,
         aborted: false,
