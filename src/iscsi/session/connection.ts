@@ -1058,8 +1058,7 @@ export class IscsiConnection {
           underflow,
           overflow,
           residualCount,
-          // Always present (EMPTY encodes no data segment): a conditional spread here took V8's slow path per response.
-          data: data ?? EMPTY,
+          ...(data ? { data } : {}),
         },
         this.digests,
       ),
