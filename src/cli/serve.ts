@@ -155,6 +155,8 @@ export async function startDaemon(loaded: LoadedConfig, log: Logger): Promise<()
     const closing = server.close();
     await array.stop();
     await closing;
+    // With no call in progress, close the pools: each first finishes making its recent copies durable.
+    await Promise.all(pools.map((p) => p.close?.()));
     await store.close();
   };
 }

@@ -342,7 +342,11 @@ export class StorageArray {
     };
     this.jobs.add(job);
     const t0 = Date.now();
-    return (async () => {
+    let answer!: (outcome: { error?: TargetdError }) => void;
+    const answered = new Promise<{ error?: TargetdError }>((r) => {
+      answer = r;
+    });
+    void (async () => {
       let error: TargetdError | undefined;
       try {
         await pool.copy(
@@ -363,24 +367,37 @@ export class StorageArray {
                 `copy failed: ${(e as Error).name}: ${(e as Error).message}`,
               );
       }
-      await this.exclusive(async () => {
-        const state = this.store.get();
-        delete state.jobs[String(id)];
-        if (error && this.announced.has(id)) {
-          state.failed_jobs[String(id)] = { code: error.code, message: error.message, percent: job.percent };
-        }
-        this.jobs.remove(id);
-        this.reserved.delete(key);
-        this.announced.delete(id);
-        await this.store.save(state);
-      });
+      try {
+        await this.exclusive(async () => {
+          const state = this.store.get();
+          delete state.jobs[String(id)];
+          if (error && this.announced.has(id)) {
+            state.failed_jobs[String(id)] = {
+              code: error.code,
+              message: error.message,
+              percent: job.percent,
+            };
+          }
+          this.jobs.remove(id);
+          this.reserved.delete(key);
+          this.announced.delete(id);
+          // The job is over in memory, so its caller may have the outcome now; the journal's update holds the
+          // registry lock but not that answer. A crash before it is durable leaves the job journaled with
+          // its target listed (reported as completed at start-up) or not (reported as failed), as answered.
+          answer({ error });
+          await this.store.save(state);
+        });
+      } catch (e) {
+        this.log.error({ async_id: id, err: (e as Error).message }, 'could not record the end of a copy');
+        answer({ error });
+      }
       this.log.info(
         { async_id: id, pool: pool.name, src, dst, outcome: error ? error.code : 'ok', ms: Date.now() - t0 },
         'vol_copy finished',
       );
       resolveSettled();
-      return { error };
     })();
+    return answered;
   }
 
   /** async_list: running jobs as [0, percent]; failures once as [code, percent], then gone. */
@@ -438,6 +455,8 @@ export class StorageArray {
     const pool = this.pool(poolName);
     return this.withVolumes(poolName, [vol], async () => {
       await this.volume(pool, vol);
+      // No export may refer to a volume whose data could still be torn by a power cut (a fresh copy's).
+      await pool.whenDurable?.(vol);
       await this.exclusive(() => this.addExport(poolName, vol, iqn, lun));
     });
   }
@@ -622,6 +641,7 @@ export class StorageArray {
     const pool = this.pool(poolName);
     return this.withVolumes(poolName, [vol], async () => {
       await this.volume(pool, vol);
+      await pool.whenDurable?.(vol);
       await this.exclusive(() => this.addGroupMap(poolName, vol, group, lun));
     });
   }

@@ -24,6 +24,8 @@ export interface BlockPool {
   readonly kind: string; // 'file' | 'lvm' …, for logs
   /** Prepare the pool at start-up: create missing dirs, remove anything half-made by a crash. */
   open(): Promise<void>;
+  /** Shut down: waits for background work (pending data syncs), then releases the pool. */
+  close?(): Promise<void>;
   stats(): Promise<PoolStats>;
   list(): Promise<VolumeInfo[]>;
   get(name: string): Promise<VolumeInfo | undefined>;
@@ -43,6 +45,12 @@ export interface BlockPool {
     onProgress: ProgressFn,
     signal: AbortSignal,
   ): Promise<VolumeInfo>;
+  /**
+   * Resolves once the volume's data is on disk. A pool may list a fresh copy before its data is durable and
+   * finish that in the background; callers await this before the volume matters (exported, mapped). Pools
+   * that write everything durably before answering omit it.
+   */
+  whenDurable?(name: string): Promise<void>;
   /** True when a copy of `src` will be near-instant (reflink / snapshot), so it is never answered async. */
   canCloneInstantly(src: string): Promise<boolean>;
   /** Path of the block device or file holding the volume's data, for data-plane backends. */

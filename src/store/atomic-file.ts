@@ -1,6 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import { open, rename, unlink } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { type FileHandle, open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+
+const noop = (): void => {};
+// O_DSYNC: each write returns once its data, and the size needed to read it back, are on disk (an
+// fdatasync folded into the write).
+const CREATE_DSYNC = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_DSYNC;
 
 /** fsyncs a directory so a rename inside it survives a crash. */
 export async function fsyncDir(dir: string): Promise<void> {
@@ -12,29 +18,70 @@ export async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
+/** Awaits every promise (none is left running), then throws the first failure, if any. */
+async function settleAll(ps: Promise<unknown>[]): Promise<void> {
+  const rs = await Promise.allSettled(ps);
+  for (const r of rs) if (r.status === 'rejected') throw r.reason;
+}
+
 /**
  * Replaces `path` with `data` so that a crash at any instant leaves either the old or the new content:
- * temp file created 0600 (explicit chmod too, so umask cannot widen it), fsync, rename, fsync of the directory.
+ * temp file created 0600 (explicit chmod too, so the mode is exactly that whatever the umask), its content made durable, rename,
+ * fsync of the directory.
+ *
+ * Each step is a round trip through the libuv thread pool, and on a small file those round trips cost as
+ * much as the syncs, so there are as few as the order allows: the temp file is opened O_DSYNC (its write is
+ * durable when it returns: no separate fsync), the directory is opened alongside it, chmod runs alongside
+ * the write, the temp file's close alongside the rename, and the directory's close is not waited for.
+ * The order that matters is kept: the content is durable before the rename, and the rename is durable
+ * before this resolves.
  */
 export async function writeFileAtomic(path: string, data: string | Buffer): Promise<void> {
   const dir = dirname(path);
   const tmp = join(dir, `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
-  const h = await open(tmp, 'wx', 0o600);
+  const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+  let h: FileHandle | undefined;
+  let d: FileHandle | undefined;
   try {
-    await h.chmod(0o600);
-    await h.writeFile(data);
-    await h.sync();
+    await settleAll([
+      open(tmp, CREATE_DSYNC, 0o600).then((fh) => {
+        h = fh;
+      }),
+      open(dir, 'r').then((fh) => {
+        d = fh;
+      }),
+    ]);
+    const file = h!;
+    try {
+      await settleAll([file.chmod(0o600), writeAll(file, bytes)]);
+    } catch (e) {
+      await file.close();
+      await unlink(tmp).catch(noop);
+      throw e;
+    }
+    // The content is on disk: a failing close cannot lose it, so only the rename decides the outcome.
+    const [, renamed] = await Promise.allSettled([file.close(), rename(tmp, path)]);
+    if (renamed.status === 'rejected') {
+      await unlink(tmp).catch(noop);
+      throw renamed.reason;
+    }
+    await d!.sync();
   } catch (e) {
-    await h.close();
-    await unlink(tmp).catch(() => {});
+    // A failed open of the directory: the temp file may exist and is of no use.
+    if (h && !d) {
+      await h.close().catch(noop);
+      await unlink(tmp).catch(noop);
+    }
+    await d?.close().catch(noop);
     throw e;
   }
-  await h.close();
-  try {
-    await rename(tmp, path);
-  } catch (e) {
-    await unlink(tmp).catch(() => {});
-    throw e;
+  // Durable already; the caller need not wait for the directory's descriptor to be closed.
+  void d!.close().catch(noop);
+}
+
+async function writeAll(fh: FileHandle, bytes: Buffer): Promise<void> {
+  for (let off = 0; off < bytes.length; ) {
+    const { bytesWritten } = await fh.write(bytes, off, bytes.length - off, off);
+    off += bytesWritten;
   }
-  await fsyncDir(dir);
 }

@@ -3,15 +3,40 @@
  *
  * Layout under the pool directory <path>:
  *   <name>.vol                  the volume's data, a sparse file; its size is the volume size
- *   .targetd/vols/<name>.json   the volume's metadata: {version, name, uuid, created}
- *   .targetd/tmp/               half-made files of running creates/copies and the reflink probe
+ *   .targetd/vols/<name>.json   the volume's metadata: {version, name, uuid, created, size, unsynced?}
+ *   .targetd/tmp/               half-made files of running creates/copies and metadata rewrites; the reflink probe
+ *   .targetd/quarantine/        copies whose data a machine restart may have torn: <name>-<uuid>.{vol,json}
  *   .targetd/lock               flock'd while a pool object has the directory open
  *
- * A volume exists iff both its .vol and its .json exist. create/copy build both in tmp/ (fsynced), rename the
- * .json into vols/ first and the .vol into <path> last: that last rename is the commit point. destroy unlinks
- * the .vol first. So whatever instant a crash hits, what remains is complete volumes, files in tmp/, and at
- * most a .json without its .vol; open() removes the latter two. Anything else in <path> (a .vol without our
- * metadata, other files) belongs to someone else: never listed, never touched, and its name is not reused.
+ * A volume exists iff both its .vol and its .json exist. create/copy build the .vol in tmp/, write the .json
+ * in tmp/ and rename it into vols/, make that .json's content and its directory entry durable (both fsyncs at
+ * once), and only then rename the .vol into <path>: that last rename is the commit point, made durable by an
+ * fsync of <path> before the call returns. destroy unlinks the .vol first (durably), then the .json. So
+ * whatever instant a crash hits, what remains is complete volumes, files in tmp/, and at most a .json
+ * without its .vol (possibly empty, if its content had not reached the disk); open() removes the latter two.
+ * Anything else in <path> (a .vol without our metadata, other files) belongs to someone else: never listed,
+ * never touched, and its name is not reused.
+ *
+ * Metadata fields: `size` is the size the volume was created (or copied) with. Volumes only grow, so the
+ * data file is never smaller; a new volume's data file (all holes) is not fsynced, and open() extends one
+ * whose size a crash lost back to `size`. Metadata written before `size` existed has none and is not checked.
+ *
+ * `unsynced: {boot_id}` marks a sparse copy whose data is not known to be on disk yet ("durable before it
+ * matters"). A sparse copy is committed without fdatasync of its data, with this marker holding the kernel's
+ * boot id (/proc/sys/kernel/random/boot_id), so vol_copy returns as soon as the data is in the page cache.
+ * The pool then fdatasyncs the data in the background (SYNC_GRACE_MS after the commit, or at once when
+ * something waits for it) through the copy's own descriptor, and rewrites the metadata without the marker
+ * (tmp/ + fsync + rename + fsync of vols/). Whatever makes the volume matter waits for that first
+ * (whenDurable): an export or access-group mapping of it, a resize, and close(). If the sync fails,
+ * whenDurable keeps failing until the volume is destroyed, and the marker stays for open() to judge.
+ * destroy drops a pending sync; the rewrite and destroy are serialized per name, so the metadata of a
+ * destroyed (or destroyed and re-created) volume is never rewritten. At open(), a
+ * marker with the current boot id means only the process died and the page cache still holds the data:
+ * it is fdatasynced and the marker cleared. A marker with another boot id means the machine restarted
+ * before the data reached the disk, so the copy may be torn: both files are moved to quarantine/ (never
+ * deleted), the volume is not listed, its name is free again, and an error is logged. Reflink copies move
+ * no data and are fsynced before commit, without a marker. Without a readable boot id every copy is
+ * fsynced before commit.
  *
  * Volume names can hold only [A-Za-z0-9_-], so no name can escape the directory or collide with `.targetd`.
  */
@@ -30,6 +55,7 @@ import type { BlockPool, PoolStats, ProgressFn, VolumeInfo } from '../types.js';
 export interface PoolLogger {
   info(obj: object, msg?: string): void;
   warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
 }
 
 /** Options for {@link FilePool}. */
@@ -48,6 +74,17 @@ export interface FilePoolOptions {
    * the live volumes' I/O. Reflink copies move no data and are not limited.
    */
   copyRateLimit?: number;
+  /**
+   * The current boot's id, compared with the one an unsynced copy recorded (default: the contents of
+   * /proc/sys/kernel/random/boot_id; undefined: unknown, so copies are synced before commit). Tests inject
+   * another value to simulate a machine restart.
+   */
+  bootId?: () => Promise<string | undefined> | string | undefined;
+  /**
+   * Awaited before a copy's background data sync starts. A test seam: it holds a copy in its
+   * not-yet-durable state. Unset in the daemon.
+   */
+  beforeBackgroundSync?: (name: string) => Promise<void>;
 }
 
 interface Entry {
@@ -62,6 +99,22 @@ interface Metadata {
   name: string;
   uuid: string;
   created: string;
+  /** Size at creation or copy; the data file is never smaller (see the top of this file). */
+  size?: number;
+  /** Present while a copy's data may not be on disk yet: the boot it was made in. */
+  unsynced?: { boot_id: string };
+}
+
+/** A copy's pending background sync (see `unsynced` at the top of this file). */
+interface SyncJob {
+  uuid: string;
+  /** Set by destroy: the metadata must not be rewritten any more. */
+  cancelled: boolean;
+  /** Starts the sync now instead of after its grace period. */
+  start: () => void;
+  /** Resolves (never rejects) once the job has ended, whatever the outcome. */
+  done: Promise<void>;
+  failed?: Error;
 }
 
 /** Volume sizes are whole 4 KiB blocks: the largest logical block size initiators use. */
@@ -74,10 +127,33 @@ const COPY_CHUNK = 64 * MiB;
 const EXTENT_BATCH = 65536;
 /** Parallel stat() calls when summing allocation over thousands of volumes. */
 const STAT_CONCURRENCY = 32;
+/**
+ * A copy's background sync starts this long after its commit, or as soon as something waits for it. On
+ * ext4 (data=ordered) the writeback's block allocation holds every journal commit, so every fsync in the
+ * filesystem, until the data is written: starting at once would stall the copy's own last bookkeeping (the
+ * array's state file) for the whole writeback, and a copy destroyed straight away need not be written at all.
+ */
+const SYNC_GRACE_MS = 100;
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 // Errors that mean "this filesystem cannot clone", as opposed to a real failure of the copy.
 const NO_REFLINK = ['EOPNOTSUPP', 'ENOTSUP', 'EXDEV', 'EINVAL', 'ENOSYS', 'ENOTTY', 'EPERM'];
 const noop = (): void => {};
+const BOOT_ID_FILE = '/proc/sys/kernel/random/boot_id';
+
+async function readBootId(): Promise<string | undefined> {
+  try {
+    const id = (await fsp.readFile(BOOT_ID_FILE, 'utf8')).trim();
+    return id === '' ? undefined : id;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Awaits every promise (none is left running), then throws the first failure, if any. */
+async function settleAll(ps: (Promise<unknown> | undefined)[]): Promise<void> {
+  const rs = await Promise.allSettled(ps);
+  for (const r of rs) if (r.status === 'rejected') throw r.reason;
+}
 
 /** Rounds a size up to whole blocks after checking it is an integer in 1 … 2^53. */
 export function roundSize(size: number, param = 'size'): number {
@@ -94,25 +170,6 @@ function assertName(name: string): void {
   }
 }
 
-async function fsyncDir(dir: string): Promise<void> {
-  const fh = await fsp.open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
-async function writeDurably(file: string, data: string): Promise<void> {
-  const fh = await fsp.open(file, 'wx', 0o600);
-  try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
 /** A {@link BlockPool} of sparse files in one directory; see the layout at the top of this file. */
 export class FilePool implements BlockPool {
   readonly name: string;
@@ -123,14 +180,28 @@ export class FilePool implements BlockPool {
   private readonly log: PoolLogger;
   private readonly tryReflink: boolean;
   private readonly rateLimit: number | undefined;
+  private readonly bootIdSource: () => Promise<string | undefined> | string | undefined;
+  private readonly beforeBackgroundSync: ((name: string) => Promise<void>) | undefined;
   private readonly metaDir: string;
   private readonly tmpDir: string;
+  private readonly quarantineDir: string;
   /** The pool is the only writer of its directory, so this index is the truth between open() and close(). */
   private readonly index = new Map<string, Entry>();
   /** Names being created or copied to, so a second mutation cannot claim the same name meanwhile. */
   private readonly pending = new Set<string>();
+  /** Copies whose data is being made durable in the background, by name. */
+  private readonly syncs = new Map<string, SyncJob>();
+  /** Every background sync not yet ended, including those destroy dropped (they still hold a descriptor). */
+  private readonly running = new Set<Promise<void>>();
+  /** Per-name chains serializing a copy's metadata rewrite with destroy (see `serial`). */
+  private readonly chains = new Map<string, Promise<void>>();
   private sorted: VolumeInfo[] | undefined;
   private lock: FileHandle | undefined;
+  // The two directories every create and destroy fsyncs, open for the pool's lifetime: an fsync through a
+  // held handle is one thread-pool round trip instead of three (open, fsync, close).
+  private dirHandle: FileHandle | undefined;
+  private metaDirHandle: FileHandle | undefined;
+  private bootId: string | undefined;
   private reflinkWorks = false;
   private opened = false;
 
@@ -147,14 +218,20 @@ export class FilePool implements BlockPool {
     this.name = opts.name;
     this.dir = path.resolve(opts.path);
     this.sizeCap = opts.sizeCap;
-    this.log = opts.logger ?? { info: noop, warn: noop };
+    this.log = opts.logger ?? { info: noop, warn: noop, error: noop };
     this.tryReflink = opts.reflink ?? true;
     this.rateLimit = opts.copyRateLimit || undefined;
+    this.bootIdSource = opts.bootId ?? readBootId;
+    this.beforeBackgroundSync = opts.beforeBackgroundSync;
     this.metaDir = path.join(this.dir, '.targetd', 'vols');
     this.tmpDir = path.join(this.dir, '.targetd', 'tmp');
+    this.quarantineDir = path.join(this.dir, '.targetd', 'quarantine');
   }
 
-  /** Creates the directories, takes the pool lock, clears crash leftovers, loads the index, probes reflink. */
+  /**
+   * Creates the directories, takes the pool lock, clears crash leftovers, loads the index (syncing or
+   * quarantining copies a crash left unsynced), probes reflink.
+   */
   async open(): Promise<void> {
     if (this.opened) return;
     await fsp.mkdir(this.metaDir, { recursive: true, mode: 0o700 });
@@ -176,10 +253,19 @@ export class FilePool implements BlockPool {
     this.lock = lock;
 
     try {
+      this.dirHandle = await fsp.open(this.dir, 'r');
+      this.metaDirHandle = await fsp.open(this.metaDir, 'r');
+      this.bootId = (await this.bootIdSource()) || undefined;
+      if (this.bootId === undefined) {
+        this.log.warn(
+          { pool: this.name, file: BOOT_ID_FILE },
+          'no boot id: sparse copies are made durable before they are listed',
+        );
+      }
       const leftovers = await fsp.readdir(this.tmpDir);
       for (const f of leftovers) await fsp.rm(path.join(this.tmpDir, f), { recursive: true, force: true });
-      const orphans = await this.loadIndex();
-      if (orphans > 0) await fsyncDir(this.metaDir);
+      const { orphans, recovered, quarantined } = await this.loadIndex();
+      if (orphans > 0) await this.metaDirHandle.sync();
       this.reflinkWorks = this.tryReflink && (await this.probeReflink());
       this.opened = true;
       this.log.info(
@@ -190,38 +276,59 @@ export class FilePool implements BlockPool {
           reflink: this.reflinkWorks,
           leftovers: leftovers.length,
           orphans,
+          recovered,
+          quarantined,
         },
         'file pool opened',
       );
     } catch (err) {
-      await this.close();
+      await this.release();
       throw err;
     }
   }
 
-  /** Releases the pool lock; the object must be opened again before further use. */
+  /**
+   * Waits for every pending background sync (so each copy listed so far is durable and unmarked), then
+   * releases the pool lock; the object must be opened again before further use.
+   */
   async close(): Promise<void> {
+    this.opened = false;
+    for (const job of this.syncs.values()) job.start();
+    while (this.running.size > 0) await Promise.all(this.running);
+    await Promise.all(this.chains.values());
+    await this.release();
+  }
+
+  private async release(): Promise<void> {
     this.opened = false;
     this.index.clear();
     this.sorted = undefined;
-    const lock = this.lock;
+    const handles = [this.dirHandle, this.metaDirHandle, this.lock];
+    this.dirHandle = undefined;
+    this.metaDirHandle = undefined;
     this.lock = undefined;
-    await lock?.close();
+    for (const h of handles) await h?.close();
   }
 
-  /** Reads every metadata file; drops those whose data never arrived (or was already destroyed). */
-  private async loadIndex(): Promise<number> {
+  /**
+   * Reads every metadata file; drops those whose data never arrived (or was already destroyed), restores a
+   * data file's size a crash lost, and settles copies a crash left unsynced (see the top of this file).
+   */
+  private async loadIndex(): Promise<{ orphans: number; recovered: number; quarantined: number }> {
     this.index.clear();
     this.sorted = undefined;
     let orphans = 0;
+    const unsynced: { name: string; meta: Metadata }[] = [];
+    const torn: { name: string; meta: Metadata }[] = [];
     const files = (await fsp.readdir(this.metaDir)).filter((f) => f.endsWith('.json'));
     await forEachLimit(files, STAT_CONCURRENCY, async (file) => {
       const name = file.slice(0, -'.json'.length);
       if (!NAME_RE.test(name)) return;
       const metaPath = path.join(this.metaDir, file);
-      let meta: Partial<Metadata>;
+      let text: string;
+      let meta: Partial<Metadata> | undefined;
       try {
-        meta = JSON.parse(await fsp.readFile(metaPath, 'utf8')) as Partial<Metadata>;
+        text = await fsp.readFile(metaPath, 'utf8');
       } catch (err) {
         this.log.warn(
           { pool: this.name, file: metaPath, err: String(err) },
@@ -229,15 +336,33 @@ export class FilePool implements BlockPool {
         );
         return;
       }
-      if (meta.name !== name || typeof meta.uuid !== 'string' || !UUID_RE.test(meta.uuid)) {
-        this.log.warn({ pool: this.name, file: metaPath }, 'invalid volume metadata ignored');
-        return;
+      try {
+        meta = JSON.parse(text) as Partial<Metadata>;
+      } catch {
+        meta = undefined;
       }
-      let st: Stats;
+      let st: Stats | undefined;
       try {
         st = await fsp.lstat(this.dataPath(name));
       } catch (err) {
         if (!isErrno(err, 'ENOENT')) throw err;
+      }
+      // A create or copy renames its metadata into place before syncing it, so a crash can leave an empty
+      // (or zero-filled) one, never a .vol beside it.
+      if (st === undefined && meta === undefined && /^\0*$/.test(text)) {
+        await fsp.rm(metaPath, { force: true });
+        orphans++;
+        return;
+      }
+      if (meta === undefined) {
+        this.log.warn({ pool: this.name, file: metaPath }, 'unreadable volume metadata ignored');
+        return;
+      }
+      if (meta.name !== name || typeof meta.uuid !== 'string' || !UUID_RE.test(meta.uuid)) {
+        this.log.warn({ pool: this.name, file: metaPath }, 'invalid volume metadata ignored');
+        return;
+      }
+      if (st === undefined) {
         // Metadata without data: a create or copy cut short before its commit, or a destroy cut short after.
         await fsp.rm(metaPath, { force: true });
         orphans++;
@@ -247,9 +372,92 @@ export class FilePool implements BlockPool {
         this.log.warn({ pool: this.name, name }, 'volume data is not a regular file; volume ignored');
         return;
       }
-      this.index.set(name, { name, uuid: meta.uuid, size: st.size, created: String(meta.created ?? '') });
+      const full = meta as Metadata;
+      if (full.unsynced !== undefined) {
+        const sameBoot = this.bootId !== undefined && full.unsynced?.boot_id === this.bootId;
+        (sameBoot ? unsynced : torn).push({ name, meta: full });
+        if (!sameBoot) return;
+      }
+      let size = st.size;
+      if (typeof full.size === 'number' && Number.isSafeInteger(full.size) && size < full.size) {
+        await this.restoreSize(name, st.size, full.size);
+        size = full.size;
+      }
+      this.index.set(name, { name, uuid: full.uuid, size, created: String(full.created ?? '') });
     });
-    return orphans;
+    for (const t of torn) await this.quarantine(t.name, t.meta);
+    await forEachLimit(unsynced, 4, async ({ name, meta }) => {
+      const t0 = Date.now();
+      let fh: FileHandle;
+      try {
+        fh = await fsp.open(this.dataPath(name), 'r');
+      } catch (err) {
+        if (!isErrno(err, 'ENOENT')) throw err;
+        // Gone since it was listed a moment ago (not by us): metadata without data, like any orphan.
+        this.index.delete(name);
+        await fsp.rm(this.metaPath(name), { force: true });
+        return;
+      }
+      try {
+        await fh.datasync();
+      } finally {
+        await fh.close();
+      }
+      await this.writeMetadata(name, { ...meta, unsynced: undefined });
+      this.log.info(
+        { pool: this.name, name, uuid: meta.uuid, ms: Date.now() - t0 },
+        'copy left unsynced by a daemon restart (same boot) made durable',
+      );
+    });
+    return { orphans, recovered: unsynced.length, quarantined: torn.length };
+  }
+
+  // The data file of a volume whose creation a crash cut short of its (never synced) size: it was all
+  // holes, so extending it restores exactly what the volume held.
+  private async restoreSize(name: string, had: number, want: number): Promise<void> {
+    const fh = await fsp.open(this.dataPath(name), 'r+');
+    try {
+      await ftruncate(fh.fd, want);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    this.log.warn(
+      { pool: this.name, name, size: had, recorded: want },
+      'volume data file shorter than recorded (a crash lost its size); extended',
+    );
+  }
+
+  // Moves a copy that may be torn out of the pool: .json linked into quarantine/ first, then the .vol moved,
+  // then the .json unlinked, so a crash in between leaves either a complete volume (quarantined again at the
+  // next open) or an orphan .json beside a complete quarantine entry (removed at the next open).
+  private async quarantine(name: string, meta: Metadata): Promise<void> {
+    await fsp.mkdir(this.quarantineDir, { recursive: true, mode: 0o700 });
+    const base = path.join(this.quarantineDir, `${name}-${meta.uuid}`);
+    await fsp.link(this.metaPath(name), `${base}.json`).catch((err: unknown) => {
+      if (!isErrno(err, 'EEXIST')) throw err;
+    });
+    await fsp.rename(this.dataPath(name), `${base}.vol`);
+    const qdir = await fsp.open(this.quarantineDir, 'r');
+    try {
+      await settleAll([qdir.sync(), this.metaDirHandle!.sync(), this.dirHandle!.sync()]);
+    } finally {
+      await qdir.close();
+    }
+    await fsp.rm(this.metaPath(name), { force: true });
+    await this.metaDirHandle!.sync();
+    this.log.error(
+      {
+        pool: this.name,
+        name,
+        uuid: meta.uuid,
+        path: `${base}.vol`,
+        metadata: `${base}.json`,
+        boot_id: meta.unsynced?.boot_id,
+      },
+      `volume ${name} (uuid ${meta.uuid}) was a copy whose data had not reached the disk when the machine ` +
+        `restarted, so it may be torn: moved to ${base}.vol (not listed; the name ${name} is free again)`,
+    );
   }
 
   // Two tiny files in tmp/: whether FICLONE works here decides copy strategy and sync vs async answers.
@@ -285,21 +493,23 @@ export class FilePool implements BlockPool {
     }
   }
 
-  // Claims a free name: no entry, no running create/copy, no file of someone else in the way. The claim is
-  // taken before the first await, so two overlapping mutations cannot both pass the check.
-  private async reserve(name: string): Promise<void> {
+  // Claims a free name: no entry, no running create/copy. Taken synchronously, so two overlapping
+  // mutations cannot both pass; the caller also runs assertNotForeign before anything lands in vols/.
+  private claim(name: string): void {
     if (this.index.has(name) || this.pending.has(name)) {
       throw new TargetdError(ErrorCode.NAME_CONFLICT, `volume ${name} already exists in pool ${this.name}`);
     }
     this.pending.add(name);
+  }
+
+  // No file of someone else in the way of the name's data file.
+  private async assertNotForeign(name: string): Promise<void> {
     try {
       await fsp.lstat(this.dataPath(name));
     } catch (err) {
       if (isErrno(err, 'ENOENT')) return;
-      this.pending.delete(name);
       throw err;
     }
-    this.pending.delete(name);
     throw new TargetdError(
       ErrorCode.NAME_CONFLICT,
       `${this.dataPath(name)} already exists in pool ${this.name} and is not a volume of this pool`,
@@ -374,77 +584,137 @@ export class FilePool implements BlockPool {
     this.assertOpen();
     const rounded = roundSize(size);
     this.assertCap(rounded);
-    await this.reserve(name);
+    this.claim(name);
     const tmp = this.tmpBase('create', name);
+    let data: FileHandle | undefined;
+    let meta: FileHandle | undefined;
+    let placed = false;
     try {
       const uuid = randomUUID();
       const created = new Date().toISOString();
-      // Both temp files are independent until commit, so their fsyncs can overlap.
-      const makeData = async () => {
-        const fh = await fsp.open(`${tmp}.vol`, 'wx', 0o600);
-        try {
+      const json = metadataJson({ version: 1, name, uuid, created, size: rounded });
+      // Each step is a thread-pool round trip, so independent ones run together. The data file is all
+      // holes and its size is in the metadata: it needs no fsync (see the top of this file).
+      const foreign = this.assertNotForeign(name);
+      await settleAll([
+        foreign,
+        fsp.open(`${tmp}.vol`, 'wx', 0o600).then(async (fh) => {
+          data = fh;
           await truncateOrRefuse(fh, rounded);
-          await fh.sync();
-        } finally {
-          await fh.close();
-        }
-      };
-      const results = await Promise.allSettled([
-        writeDurably(`${tmp}.json`, metadataJson(name, uuid, created)),
-        makeData(),
+        }),
+        fsp.open(`${tmp}.json`, 'wx', 0o600).then(async (fh) => {
+          meta = fh;
+          // The rename into vols/ may overlap the write (commit syncs both before the data's rename), but
+          // never our metadata beside someone else's file.
+          await settleAll([
+            fh.writeFile(json),
+            foreign
+              .then(() => fsp.rename(`${tmp}.json`, this.metaPath(name)))
+              .then(() => {
+                placed = true;
+              }),
+          ]);
+        }),
       ]);
-      for (const r of results) if (r.status === 'rejected') throw r.reason;
-      await this.commit(name, tmp, { name, uuid, size: rounded, created });
+      await this.commit(name, tmp, meta!, data!, { name, uuid, size: rounded, created });
       this.log.info({ pool: this.name, name, size: rounded, uuid }, 'volume created');
       return { name, size: rounded, uuid };
     } catch (err) {
-      await this.discard(name, tmp);
+      await meta?.close().catch(noop);
+      await data?.close().catch(noop);
+      await this.discard(name, tmp, placed);
       throw err;
     } finally {
       this.pending.delete(name);
     }
   }
 
-  // Moves a finished volume from tmp/ into place: metadata first, data last (the commit point).
-  private async commit(name: string, tmp: string, entry: Entry): Promise<void> {
-    await fsp.rename(`${tmp}.json`, this.metaPath(name));
-    await fsyncDir(this.metaDir);
-    await fsp.rename(`${tmp}.vol`, this.dataPath(name));
-    this.index.set(name, entry);
-    this.sorted = undefined;
-    await fsyncDir(this.dir);
+  // Writes `<tmp>.json` (not yet synced) and returns it open.
+  private async writeTmpMetadata(tmp: string, meta: Metadata): Promise<FileHandle> {
+    const fh = await fsp.open(`${tmp}.json`, 'wx', 0o600);
+    try {
+      await fh.writeFile(metadataJson(meta));
+    } catch (err) {
+      await fh.close();
+      throw err;
+    }
+    return fh;
   }
 
-  // Best-effort removal of a failed create/copy; anything missed is removed by the next open().
-  private async discard(name: string, tmp: string): Promise<void> {
+  // Moves a finished volume into place: its metadata is already in vols/ (`meta`, open, not yet synced),
+  // the data is `<tmp>.vol` (`data`, open unless the caller keeps it); the data's rename is the commit
+  // point. Closes both handles given.
+  private async commit(
+    name: string,
+    tmp: string,
+    meta: FileHandle,
+    data: FileHandle | undefined,
+    entry: Entry,
+  ): Promise<void> {
+    // The metadata's content and its directory entry must both be durable before the data's rename; the
+    // two fsyncs are independent of each other, so they overlap (one journal commit on ext4).
+    await settleAll([meta.sync(), this.metaDirHandle!.sync()]);
+    await settleAll([
+      fsp.rename(`${tmp}.vol`, this.dataPath(name)),
+      meta.close(),
+      data ? data.close() : undefined,
+    ]);
+    this.index.set(name, entry);
+    this.sorted = undefined;
+    await this.dirHandle!.sync();
+  }
+
+  // Best-effort removal of a failed create/copy (`placed`: its metadata had reached vols/); anything missed
+  // is removed by the next open().
+  private async discard(name: string, tmp: string, placed: boolean): Promise<void> {
     const quiet = (p: string) => fsp.rm(p, { force: true }).catch(noop);
     await quiet(`${tmp}.vol`);
     await quiet(`${tmp}.json`);
-    if (!this.index.has(name)) await quiet(this.metaPath(name));
+    if (placed && !this.index.has(name)) await quiet(this.metaPath(name));
   }
 
-  /** Removes a volume's data, then its metadata; -103 when it does not exist. */
+  /**
+   * Removes a volume's data, then its metadata; -103 when it does not exist. A pending background sync of
+   * it is dropped: its metadata is not rewritten after this.
+   */
   async destroy(name: string): Promise<void> {
     assertName(name);
     this.assertOpen();
     const e = this.entry(name);
-    await fsp.unlink(this.dataPath(name));
-    this.index.delete(name);
-    this.sorted = undefined;
-    // The data's removal must be durable before the metadata's: a .vol left without metadata would be
-    // someone else's file forever, while metadata left without data is cleaned up by open().
-    await fsyncDir(this.dir);
-    await fsp.rm(this.metaPath(name), { force: true });
+    // Under the name's chain: a metadata rewrite already under way finishes before the unlinks below, and
+    // one that comes later finds its job dropped.
+    await this.serial(name, async () => {
+      await fsp.unlink(this.dataPath(name));
+      const job = this.syncs.get(name);
+      if (job) {
+        job.cancelled = true;
+        this.syncs.delete(name);
+        job.start();
+      }
+      this.index.delete(name);
+      this.sorted = undefined;
+      // The data's removal must be durable before the metadata's: a .vol left without metadata would be
+      // someone else's file forever, while metadata left without data is cleaned up by open().
+      await this.dirHandle!.sync();
+      await fsp.unlink(this.metaPath(name)).catch((err: unknown) => {
+        if (!isErrno(err, 'ENOENT')) throw err;
+      });
+    });
     this.log.info({ pool: this.name, name, uuid: e.uuid }, 'volume destroyed');
   }
 
-  /** Grows a volume in place to `size` rounded up to 4 KiB; -103 when missing, -32602 if it would shrink. */
+  /**
+   * Grows a volume in place to `size` rounded up to 4 KiB; -103 when missing, -32602 if it would shrink.
+   * A copy's data is made durable first.
+   */
   async resize(name: string, size: number): Promise<VolumeInfo> {
     assertName(name);
     this.assertOpen();
     const rounded = roundSize(size);
-    const e = this.entry(name);
+    this.entry(name);
     this.assertCap(rounded);
+    await this.whenDurable(name);
+    const e = this.entry(name);
     if (rounded < e.size) throw invalidParam('size', `${size} is smaller than the volume's ${e.size} bytes`);
     if (rounded > e.size) {
       const fh = await fsp.open(this.dataPath(name), 'r+');
@@ -461,6 +731,107 @@ export class FilePool implements BlockPool {
     return { name, size: e.size, uuid: e.uuid };
   }
 
+  /**
+   * Resolves once the volume's data is known to be on disk: at once, unless it is a sparse copy whose
+   * background sync is still running (then when that ends). Throws when that sync failed: such a volume's
+   * data may be lost, so it is not to be exported or changed (destroy it).
+   */
+  async whenDurable(name: string): Promise<void> {
+    assertName(name);
+    const job = this.syncs.get(name);
+    if (!job) return;
+    job.start();
+    await job.done;
+    if (job.failed && this.syncs.get(name) === job) {
+      throw new TargetdError(
+        ErrorCode.INVALID,
+        `volume ${name} of pool ${this.name}: its data could not be written to disk ` +
+          `(${job.failed.message}); destroy it and copy it again`,
+      );
+    }
+  }
+
+  // The background half of a sparse copy: fdatasync through `data` (the copy's own descriptor, so it is
+  // the right file whatever renames or unlinks happen meanwhile), then clear the marker, unless destroy
+  // has dropped the job meanwhile.
+  private scheduleSync(name: string, data: FileHandle, meta: Metadata): void {
+    let go!: () => void;
+    const started = new Promise<void>((resolve) => {
+      go = resolve;
+    });
+    const timer = setTimeout(go, SYNC_GRACE_MS);
+    const job: SyncJob = {
+      uuid: meta.uuid,
+      cancelled: false,
+      start: () => {
+        clearTimeout(timer);
+        go();
+      },
+      done: Promise.resolve(),
+    };
+    const t0 = Date.now();
+    job.done = (async () => {
+      try {
+        try {
+          await started;
+          if (this.beforeBackgroundSync) await this.beforeBackgroundSync(name);
+          // A destroyed copy's pages are dropped with its last descriptor: nothing to write.
+          if (!job.cancelled) await data.datasync();
+        } finally {
+          await data.close();
+        }
+        await this.serial(name, async () => {
+          if (job.cancelled || this.syncs.get(name) !== job) return;
+          await this.writeMetadata(name, { ...meta, unsynced: undefined });
+          this.syncs.delete(name);
+          this.log.info({ pool: this.name, name, uuid: meta.uuid, ms: Date.now() - t0 }, 'copy data durable');
+        });
+      } catch (err) {
+        job.failed = err instanceof Error ? err : new Error(String(err));
+        if (!job.cancelled) {
+          this.log.error(
+            { pool: this.name, name, uuid: meta.uuid, err: job.failed.message },
+            `copy ${name}: its data could not be made durable; it cannot be exported`,
+          );
+        }
+      }
+    })();
+    this.syncs.set(name, job);
+    this.running.add(job.done);
+    void job.done.then(() => this.running.delete(job.done));
+  }
+
+  // Replaces a volume's metadata atomically and durably: tmp/ file, fsync, rename, fsync of vols/.
+  private async writeMetadata(name: string, meta: Metadata): Promise<void> {
+    const tmp = this.tmpBase('meta', name);
+    const fh = await this.writeTmpMetadata(tmp, meta);
+    try {
+      await fh.sync();
+    } catch (err) {
+      await fh.close();
+      await fsp.rm(`${tmp}.json`, { force: true }).catch(noop);
+      throw err;
+    }
+    await settleAll([fh.close(), fsp.rename(`${tmp}.json`, this.metaPath(name))]).catch(async (err) => {
+      await fsp.rm(`${tmp}.json`, { force: true }).catch(noop);
+      throw err;
+    });
+    await this.metaDirHandle!.sync();
+  }
+
+  // Runs `task` after every earlier task chained on `name` (a metadata rewrite and a destroy of one name
+  // never interleave).
+  private serial(name: string, task: () => Promise<void>): Promise<void> {
+    const prev = this.chains.get(name) ?? Promise.resolve();
+    const run = prev.then(task);
+    const tail = run.catch(noop);
+    this.chains.set(name, tail);
+    void tail.then(() => {
+      if (this.chains.get(name) === tail) this.chains.delete(name);
+    });
+    return run;
+  }
+
   /** True when this filesystem clones files by reflink (probed at open()), so a copy takes constant time. */
   async canCloneInstantly(src: string): Promise<boolean> {
     assertName(src);
@@ -470,8 +841,9 @@ export class FilePool implements BlockPool {
 
   /**
    * Copies `src` to a new volume `dst` (new UUID), grown to `size` if given. Reflink when the filesystem
-   * can, else a sparse copy of the data extents only. `dst` appears only once complete; on failure or abort
-   * nothing of it remains.
+   * can (synced before commit), else a sparse copy of the data extents only, committed with the `unsynced`
+   * marker and synced in the background (see the top of this file). `dst` appears only once complete; on
+   * failure or abort nothing of it remains.
    */
   async copy(
     src: string,
@@ -491,10 +863,15 @@ export class FilePool implements BlockPool {
         throw invalidParam('size', `${size} is smaller than volume ${src} (${source.size} bytes)`);
     }
     signal.throwIfAborted();
-    await this.reserve(dst);
+    this.claim(dst);
     const tmp = this.tmpBase('copy', dst);
     const started = Date.now();
+    let data: FileHandle | undefined;
+    let meta: FileHandle | undefined;
+    let placed = false;
+    let unsynced: { data: FileHandle; meta: Metadata } | undefined;
     try {
+      await this.assertNotForeign(dst);
       let method = 'sparse';
       if (this.reflinkWorks && (await this.cloneFile(this.dataPath(src), `${tmp}.vol`))) {
         method = 'reflink';
@@ -502,33 +879,60 @@ export class FilePool implements BlockPool {
         await this.sparseCopy(this.dataPath(src), `${tmp}.vol`, onProgress, signal);
       }
       signal.throwIfAborted();
-      const fh = await fsp.open(`${tmp}.vol`, 'r+');
-      let finalSize: number;
-      try {
-        finalSize = (await fh.stat()).size;
-        if (target !== undefined && target > finalSize) {
-          await truncateOrRefuse(fh, target);
-          finalSize = target;
-        }
-        await fh.sync();
-      } finally {
-        await fh.close();
+      data = await fsp.open(`${tmp}.vol`, 'r+');
+      let finalSize = (await data.stat()).size;
+      if (target !== undefined && target > finalSize) {
+        await truncateOrRefuse(data, target);
+        finalSize = target;
       }
+      const bootId = this.bootId;
+      const deferred = method === 'sparse' && bootId !== undefined;
+      // A reflink moved no data: its sync is cheap metadata. Without a boot id the marker would be useless.
+      if (!deferred) await data.sync();
       const uuid = randomUUID();
       const created = new Date().toISOString();
-      await writeDurably(`${tmp}.json`, metadataJson(dst, uuid, created));
+      const m: Metadata = { version: 1, name: dst, uuid, created, size: finalSize };
+      if (deferred) m.unsynced = { boot_id: bootId };
+      meta = await this.writeTmpMetadata(tmp, m);
       signal.throwIfAborted();
-      await this.commit(dst, tmp, { name: dst, uuid, size: finalSize, created });
+      await fsp.rename(`${tmp}.json`, this.metaPath(dst));
+      placed = true;
+      // The data file stays open for the background sync (commit closes it otherwise).
+      if (deferred) unsynced = { data, meta: m };
+      await this.commit(dst, tmp, meta, deferred ? undefined : data, {
+        name: dst,
+        uuid,
+        size: finalSize,
+        created,
+      });
+      data = undefined;
+      if (unsynced) this.scheduleSync(dst, unsynced.data, unsynced.meta);
       onProgress(1);
       this.log.info(
-        { pool: this.name, src, dst, size: finalSize, uuid, method, ms: Date.now() - started },
+        {
+          pool: this.name,
+          src,
+          dst,
+          size: finalSize,
+          uuid,
+          method,
+          ms: Date.now() - started,
+          durable: !deferred,
+        },
         'volume copied',
       );
       return { name: dst, size: finalSize, uuid };
     } catch (err) {
-      await this.discard(dst, tmp);
+      await meta?.close().catch(noop);
+      // Failed after the commit point (a directory fsync): the copy exists, so it must still become durable.
+      if (unsynced && this.index.get(dst)?.uuid === unsynced.meta.uuid) {
+        this.scheduleSync(dst, unsynced.data, unsynced.meta);
+        data = undefined;
+      }
+      await this.discard(dst, tmp, placed);
       throw err;
     } finally {
+      await data?.close().catch(noop);
       this.pending.delete(dst);
     }
   }
@@ -615,8 +1019,7 @@ export class FilePool implements BlockPool {
   }
 }
 
-function metadataJson(name: string, uuid: string, created: string): string {
-  const meta: Metadata = { version: 1, name, uuid, created };
+function metadataJson(meta: Metadata): string {
   return `${JSON.stringify(meta)}\n`;
 }
 
