@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { stringify } from 'yaml';
-import { type DaemonHandle, freePort, MAIN, RpcError, startDaemon } from '../helpers/daemon.js';
+import { type DaemonHandle, freePort, MAIN, startDaemon } from '../helpers/daemon.js';
 
 const MiB = 1024 * 1024;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
