@@ -1,4 +1,4 @@
-import { crc32c, crc32cRange } from '../crc32c.js';
+import { crc32c, crc32c48, crc32cRange } from '../crc32c.js';
 import {
   AhsType,
   BHS_LENGTH,
@@ -181,7 +181,8 @@ export class PduDecoder {
       if (lay.headerLength > BHS_LENGTH + lay.ahsLength) {
         const covered = BHS_LENGTH + lay.ahsLength;
         const hdr = this.peek(lay.headerLength);
-        const want = crc32cRange(hdr, 0, covered);
+        // The usual header is the bare 48-byte BHS: the unrolled CRC for it.
+        const want = covered === BHS_LENGTH ? crc32c48(hdr) : crc32cRange(hdr, 0, covered);
         const got = hdr.readUInt32LE(covered);
         if (want !== got) throw new HeaderDigestError(want, got);
       }
