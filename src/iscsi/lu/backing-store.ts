@@ -41,8 +41,8 @@ export interface FileOps {
   seekHole?(fd: number, offset: number): Promise<number>;
   /**
    * Synchronous pread that never waits for the disk (preadv2 with RWF_NOWAIT): the bytes read when all of
-   * them are in the page cache, else a negative errno (-EAGAIN) or a short count, and the read then goes to
-   * the threadpool as usual. It spares a cached small read the threadpool round trip (two thread wake-ups,
+   * them are in the page cache, else -1 or a short count (the read then goes to the threadpool as usual), or
+   * -2 when the file cannot be read that way at all (the store stops trying). It spares a cached small read the threadpool round trip (two thread wake-ups,
    * most of a 4 KiB read's cost on a 2-core VM). Optional: without it every read uses the threadpool.
    */
   preadNowait?(fd: number, buffer: Buffer, offset: number): number;
@@ -90,7 +90,7 @@ export class FileBackingStore implements BackingStore {
   punchHole?: (offset: number, length: number) => Promise<void>;
   seekData?: (offset: number) => Promise<number>;
   seekHole?: (offset: number) => Promise<number>;
-  private readonly preadNowait: FileOps['preadNowait'];
+  private preadNowait: FileOps['preadNowait'];
 
   private constructor(
     private readonly fh: fsp.FileHandle,
@@ -145,7 +145,9 @@ export class FileBackingStore implements BackingStore {
     const fd = this.fd;
     if (this.preadNowait !== undefined && length <= NOWAIT_MAX_READ && length > 0) {
       // Anything but the whole range at once (not cached, EOF, an error) is retried the ordinary way.
-      if (this.preadNowait(fd, buf, offset) === length) return Promise.resolve(buf);
+      const n = this.preadNowait(fd, buf, offset);
+      if (n === length) return Promise.resolve(buf);
+      if (n === -2) this.preadNowait = undefined;
     }
     this.inflight++;
     return new Promise<Buffer>((resolve, reject) => {

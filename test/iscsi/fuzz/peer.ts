@@ -20,6 +20,9 @@ export class FuzzPeer {
   keep = true;
   /** Numbering of the target's PDUs on this connection. */
   readonly sequence = new SequenceChecker();
+  /** The last few PDUs decoded, so a framing error says what came before it. */
+  private recent: string[] = [];
+  private digests = { header: false, data: false };
 
   private constructor(readonly socket: Socket) {
     socket.on('data', (c: Buffer) => {
@@ -30,11 +33,14 @@ export class FuzzPeer {
         for (let p = this.dec.next(); p; p = this.dec.next()) {
           this.received++;
           this.sequence.check(p);
+          this.recent.push(`0x${p.opcode.toString(16)}/itt=${p.itt}/len=${p.data.length}`);
+          if (this.recent.length > 4) this.recent.shift();
           if (this.keep) this.box.push(p);
           if (this.box.length > 1000) this.box.splice(0, 500);
         }
       } catch (err) {
-        this.decodeError = (err as Error).message;
+        const d = `hd=${this.digests.header} dd=${this.digests.data}`;
+        this.decodeError = `${(err as Error).message} [${d}; after ${this.recent.join(', ') || 'nothing'}; chunk ${c.length} B: ${c.subarray(0, 160).toString('hex')}]`;
       }
       for (const w of this.waiters.splice(0)) w();
     });
@@ -66,6 +72,7 @@ export class FuzzPeer {
 
   /** Switches the decoder to the digests negotiated at login. */
   setDigests(d: { header: boolean; data: boolean }): void {
+    this.digests = { ...d };
     this.dec.setDigests(d);
   }
 
