@@ -371,6 +371,7 @@ describe('iSCSI fuzzing against the real daemon (builtin target)', {
             if (k === 'DataDigest') return [k, o.digests?.dataDigest ? 'CRC32C' : 'None'];
             return [k, v];
           });
+      p.armDigests({ header: o.digests?.headerDigest === true, data: o.digests?.dataDigest === true });
       if (o.auth) {
         const r1 = await send(0, 1, true, [...identity, ['AuthMethod', 'CHAP,None']]);
         if (!r1) return why;
@@ -394,7 +395,6 @@ describe('iSCSI fuzzing against the real daemon (builtin target)', {
         const fin = await send(1, 3, true, [...identity, ...offer]);
         if (!fin?.transit || fin.opcode !== 0x23 || fin.nsg !== 3) return why;
       }
-      p.setDigests({ header: o.digests?.headerDigest === true, data: o.digests?.dataDigest === true });
       return { firstBurst: 65536 };
     };
 
@@ -735,6 +735,11 @@ describe('iSCSI fuzzing against the real daemon (builtin target)', {
         continue;
       }
       if ((o.level ?? 0) >= 40 && o.msg) warnings.set(o.msg, (warnings.get(o.msg) ?? 0) + 1);
+      // Warnings over the per-connection and target-wide limits are demoted to debug and counted in a summary.
+      const demoted = (o as { demoted?: Record<string, number> }).demoted;
+      if ((o.level ?? 0) >= 40 && demoted) {
+        for (const [m, n] of Object.entries(demoted)) warnings.set(m, (warnings.get(m) ?? 0) + n);
+      }
       if (o.msg === 'iSCSI login complete') {
         const n = (o.initiator ?? '').toLowerCase();
         if (o.type === 'Normal' && ![GOOD, GUARD, FUZZ, OPEN].includes(n))

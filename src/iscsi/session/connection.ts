@@ -55,6 +55,7 @@ import { fixedSense, SenseKey, Status } from '../scsi/index.js';
 import { BufferCursor, encodeDataInParts } from './data-in.js';
 import type { IscsiTarget } from './target.js';
 import type { ConnectionInfo, ConnectionTransport, ItNexus, ScsiResult, SessionLimits } from './types.js';
+import { ConnectionWarnLimiter } from './warn-limiter.js';
 
 const EMPTY = Buffer.alloc(0);
 /** Login PDUs carry at most 8192 bytes (RFC 7143 §6.1) until MaxRecvDataSegmentLength takes effect. */
@@ -195,6 +196,9 @@ export class IscsiConnection {
   private loginTimer: NodeJS.Timeout | undefined;
   private nopTimer: NodeJS.Timeout | undefined;
   private revokeTimer: NodeJS.Timeout | undefined;
+  /** Caps this connection's warning lines (a hostile peer can provoke one per PDU). */
+  private readonly warnings: ConnectionWarnLimiter;
+  private readonly logBase: object;
   private readonly log: {
     debug(o: object, m: string): void;
     info(o: object, m: string): void;
@@ -209,11 +213,14 @@ export class IscsiConnection {
     this.limits = target.limits;
     const base = { conn: this.id, remote: `${info.remoteAddress}:${info.remotePort}` };
     const l = target.logger;
+    const debug = (o: object, m: string) => l.debug({ ...base, ...o }, m);
+    this.warnings = new ConnectionWarnLimiter(target.warnings, debug);
     this.log = {
-      debug: (o, m) => l.debug({ ...base, ...o }, m),
+      debug,
       info: (o, m) => l.info({ ...base, ...o }, m),
-      warn: (o, m) => l.warn({ ...base, ...o }, m),
+      warn: (o, m) => this.warnings.warn({ ...base, ...o }, m),
     };
+    this.logBase = base;
     target.attach(this);
     this.loginTimer = setTimeout(() => {
       this.log.warn(
@@ -342,6 +349,7 @@ export class IscsiConnection {
         'iSCSI session closed',
       );
     }
+    this.warnings.summary(this.logBase);
     this.target.detach(this);
     for (const w of this.idleWaiters.splice(0)) w();
     for (const w of this.onClosed.splice(0)) w();

@@ -22,6 +22,7 @@ import {
   type ScsiExecutor,
   type SessionLimits,
 } from './types.js';
+import { TargetWarnLimiter } from './warn-limiter.js';
 
 export interface IscsiTargetOptions {
   targetName: string;
@@ -46,6 +47,8 @@ export class IscsiTarget {
   readonly portalGroupTag: number;
   readonly scsi: ScsiExecutor;
   readonly logger: IscsiLogger;
+  /** Target-wide cap on warning lines, shared by every connection. */
+  readonly warnings: TargetWarnLimiter;
   readonly limits: Readonly<SessionLimits>;
   readonly loginParams: Partial<TargetParams> | undefined;
   readonly throttle: LoginThrottleLike | undefined;
@@ -63,6 +66,7 @@ export class IscsiTarget {
     this.portalGroupTag = opts.portalGroupTag ?? 1;
     this.scsi = opts.scsi;
     this.logger = opts.logger ?? NULL_LOGGER;
+    this.warnings = new TargetWarnLimiter(this.logger);
     this.limits = { ...DEFAULT_SESSION_LIMITS, ...opts.limits };
     this.loginParams = opts.loginParams;
     this.throttle = opts.throttle;

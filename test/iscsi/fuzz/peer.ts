@@ -23,6 +23,7 @@ export class FuzzPeer {
   /** The last few PDUs decoded, so a framing error says what came before it. */
   private recent: string[] = [];
   private digests = { header: false, data: false };
+  private armed: { header: boolean; data: boolean } | undefined;
 
   private constructor(readonly socket: Socket) {
     socket.on('data', (c: Buffer) => {
@@ -32,6 +33,19 @@ export class FuzzPeer {
       try {
         for (let p = this.dec.next(); p; p = this.dec.next()) {
           this.received++;
+          // Digests start with the PDU right after the final login response (RFC 7143 §13.1), which may sit
+          // in this very chunk (an Async Message sent at once): switch before decoding it, as initiators do.
+          const login = p as { transit?: boolean; nsg?: number; statusClass?: number };
+          if (
+            this.armed &&
+            p.opcode === 0x23 &&
+            login.transit &&
+            login.nsg === 3 &&
+            login.statusClass === 0
+          ) {
+            this.setDigests(this.armed);
+            this.armed = undefined;
+          }
           this.sequence.check(p);
           this.recent.push(`0x${p.opcode.toString(16)}/itt=${p.itt}/len=${p.data.length}`);
           if (this.recent.length > 4) this.recent.shift();
@@ -68,6 +82,11 @@ export class FuzzPeer {
         reject(e);
       });
     });
+  }
+
+  /** Digests to switch to when the final (successful) login response arrives. */
+  armDigests(d: { header: boolean; data: boolean }): void {
+    this.armed = { ...d };
   }
 
   /** Switches the decoder to the digests negotiated at login. */
