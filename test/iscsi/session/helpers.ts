@@ -28,25 +28,19 @@ export const INIT = 'iqn.2024-01.test:host1';
 export const INIT2 = 'iqn.2024-01.test:host2';
 export const ISID = Buffer.from('400001370001', 'hex');
 
-/** Records everything the connection writes and decodes it as an initiator would. */
-export class FakeTransport implements ConnectionTransport {
+/**
+ * A fake transport that records flow control and closing and has a decoder for the target's output, as an
+ * initiator would; subclasses decide what write() does with the bytes.
+ */
+export abstract class DecodingTransport implements ConnectionTransport {
   conn!: IscsiConnection;
   bufferedBytes = 0;
-  writable = true;
   paused = false;
   ended = false;
   destroyed = false;
-  writes = 0;
   readonly decoder = new PduDecoder({ role: 'initiator', maxDataSegmentLength: 16 * 1024 * 1024 });
-  /** Raw buffer lists as handed to write(), to check zero-copy. */
-  readonly rawWrites: (readonly Buffer[])[] = [];
 
-  write(parts: readonly Buffer[]): boolean {
-    this.writes++;
-    this.rawWrites.push(parts);
-    this.decoder.push(Buffer.concat(parts));
-    return this.writable;
-  }
+  abstract write(parts: readonly Buffer[]): boolean;
   pause(): void {
     this.paused = true;
   }
@@ -59,6 +53,21 @@ export class FakeTransport implements ConnectionTransport {
   }
   destroy(): void {
     this.destroyed = true;
+  }
+}
+
+/** Records everything the connection writes and decodes it as an initiator would. */
+export class FakeTransport extends DecodingTransport {
+  writable = true;
+  writes = 0;
+  /** Raw buffer lists as handed to write(), to check zero-copy. */
+  readonly rawWrites: (readonly Buffer[])[] = [];
+
+  write(parts: readonly Buffer[]): boolean {
+    this.writes++;
+    this.rawWrites.push(parts);
+    this.decoder.push(Buffer.concat(parts));
+    return this.writable;
   }
 }
 
