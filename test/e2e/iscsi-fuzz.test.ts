@@ -30,13 +30,13 @@ import {
   chapAnswer,
   FullFeatureGen,
   garbageText,
-  loginPdu,
   mutateBytes,
   STANDARD_OFFER,
 } from '../iscsi/fuzz/corpus.js';
 import { type LoginIdentities, LoginScript } from '../iscsi/fuzz/login-gen.js';
 import { FuzzPeer, sleep } from '../iscsi/fuzz/peer.js';
 import { announceSeed, fuzzSeed, Rng, scaled } from '../iscsi/fuzz/prng.js';
+import { loginPdu } from '../iscsi/pdu/fixtures.js';
 
 const T = 'iqn.2024-01.org.targetd.fuzz:target';
 /** The good initiator: qemu-io and iscsi-inq use it before and after the fuzzing, never the fuzzers. */
@@ -284,24 +284,7 @@ describe('iSCSI fuzzing against the real daemon (builtin target)', {
       const isid = Buffer.from([0x40, 0, 0, 1, 0, shared ? rng.int(3) : rng.range(3, 255)]);
       let statSN = 0;
       const send = async (csg: number, nsg: number, transit: boolean, pairs: KeyValue[]) => {
-        await p.send(
-          Buffer.concat(
-            encodeLoginRequest({
-              transit,
-              csg,
-              nsg,
-              versionMax: 0,
-              versionMin: 0,
-              isid,
-              tsih: 0,
-              itt: 7,
-              cid: 1,
-              cmdSN: 1,
-              expStatSN: statSN,
-              data: encodeText(pairs),
-            }),
-          ),
-        );
+        await p.send(loginPdu(pairs, { transit, csg, nsg, isid, itt: 7, expStatSN: statSN }));
         const t0 = Date.now();
         const r = await p.expect((x) => x.opcode === 0x23, 5000);
         if (r?.opcode !== 0x23) {

@@ -4,7 +4,6 @@ import {
   type DecodedPdu,
   type DigestOptions,
   encodeDataOut,
-  encodeLoginRequest,
   encodeLogoutRequest,
   encodeNopOut,
   encodeScsiCommand,
@@ -22,6 +21,7 @@ import {
   type ScsiExecutor,
   type SessionLimits,
 } from '../../../src/iscsi/session/index.js';
+import { loginPdu } from '../pdu/fixtures.js';
 
 export const TARGET = 'iqn.2024-01.test:target';
 export const INIT = 'iqn.2024-01.test:host1';
@@ -308,20 +308,7 @@ export class TestInitiator {
       ...(o.keys ?? (type === 'Normal' ? offer(digestKeys) : [['MaxRecvDataSegmentLength', '8192']])),
     );
     this.send(
-      encodeLoginRequest({
-        transit: true,
-        csg: 1,
-        nsg: 3,
-        versionMax: 0,
-        versionMin: 0,
-        isid: o.isid ?? ISID,
-        tsih: o.tsih ?? 0,
-        itt: this.itt++,
-        cid: 1,
-        cmdSN: this.cmdSN,
-        expStatSN: 0,
-        data: encodeText(keys),
-      }),
+      loginPdu(keys, { isid: o.isid ?? ISID, tsih: o.tsih ?? 0, itt: this.itt++, cmdSN: this.cmdSN }),
     );
     const rsp = await this.expect((p) => p.opcode === 0x23);
     if (rsp.opcode === 0x23 && rsp.statusClass === 0 && rsp.nsg === 3 && rsp.transit) {
