@@ -1306,18 +1306,7 @@ export class IscsiConnection {
       response = LogoutResponseCode.CidNotFound;
     }
     if (response !== LogoutResponseCode.Success) {
-      this.enqueue(
-        encodeLogoutResponse(
-          {
-            response,
-            itt: pdu.itt,
-            statSN: this.takeStatSN(),
-            expCmdSN: this.expCmdSN,
-            maxCmdSN: this.windowMax(),
-          },
-          this.digests,
-        ),
-      );
+      this.sendLogoutResponse(pdu.itt, response);
       return;
     }
     this.log.info({ initiator: s.initiatorName, reason: pdu.reasonCode }, 'iSCSI logout');
@@ -1328,11 +1317,17 @@ export class IscsiConnection {
     this.terminateCollecting(() => true);
     await this.waitIdle(this.limits.drainTimeoutMs);
     if (this.closed) return;
+    this.sendLogoutResponse(pdu.itt, response);
+    this.close('logout');
+  }
+
+  /** Queues a Logout Response; Time2Wait and Time2Retain are 0 since no connection state is kept to recover. */
+  private sendLogoutResponse(itt: number, response: number): void {
     this.enqueue(
       encodeLogoutResponse(
         {
           response,
-          itt: pdu.itt,
+          itt,
           statSN: this.takeStatSN(),
           expCmdSN: this.expCmdSN,
           maxCmdSN: this.windowMax(),
@@ -1342,7 +1337,6 @@ export class IscsiConnection {
         this.digests,
       ),
     );
-    this.close('logout');
   }
 
   /** Resolves once no command is executing, or after `timeoutMs`. */

@@ -12,14 +12,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { type DigestOptions, encodeLoginRequest } from '../../../src/iscsi/pdu/index.js';
-import {
-  FullFeatureGen,
-  garbageText,
-  loginPdu,
-  mutateBytes,
-  randomChunks,
-  STANDARD_OFFER,
-} from './corpus.js';
+import { loginPdu } from '../pdu/fixtures.js';
+import { FullFeatureGen, garbageText, mutateBytes, randomChunks, STANDARD_OFFER } from './corpus.js';
 import {
   connect,
   FUZZ_INIT,
@@ -134,24 +128,9 @@ async function goodLogin(
     ? `InitiatorName=${FUZZ_INIT}\0SessionType=Discovery\0`
     : `InitiatorName=${FUZZ_INIT}\0SessionType=Normal\0TargetName=${FUZZ_TARGET}\0`;
   c.conn.receive(
-    Buffer.concat(
-      encodeLoginRequest({
-        transit: true,
-        csg: 1,
-        nsg: 3,
-        versionMax: 0,
-        versionMin: 0,
-        isid,
-        tsih: 0,
-        itt: 1,
-        cid: 1,
-        cmdSN: 1,
-        expStatSN: 0,
-        data: Buffer.concat([
-          Buffer.from(identity),
-          Buffer.from(offer.map(([k, v]) => `${k}=${v}\0`).join('')),
-        ]),
-      }),
+    loginPdu(
+      Buffer.concat([Buffer.from(identity), Buffer.from(offer.map(([k, v]) => `${k}=${v}\0`).join(''))]),
+      { isid },
     ),
   );
   await tick();
