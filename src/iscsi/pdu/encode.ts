@@ -317,7 +317,12 @@ export function encodeTextResponse(p: Omit<TextResponsePdu, 'opcode'>, opts?: Di
  * SCSI Data-In (target), the read hot path. StatSN and status are written only with statusPresent;
  * TTT defaults to 0xffffffff (no acknowledgement requested).
  */
-export function encodeDataIn(p: Omit<DataInPdu, 'opcode'>, opts?: DigestOptions): EncodedPdu {
+export function encodeDataIn(
+  p: Omit<DataInPdu, 'opcode'>,
+  opts?: DigestOptions,
+  /** DataSegmentLength when the data travels separately (zero-copy Data-In): the header alone is returned. */
+  dataLength?: number,
+): EncodedPdu {
   const s = p.statusPresent === true;
   const b1 =
     (p.final || s ? 0x80 : 0) |
@@ -325,7 +330,7 @@ export function encodeDataIn(p: Omit<DataInPdu, 'opcode'>, opts?: DigestOptions)
     (s && p.overflow ? 0x04 : 0) |
     (s && p.underflow ? 0x02 : 0) |
     (s ? 0x01 : 0);
-  const h = newHeader(Opcode.DataIn, b1, 0, p.data?.length ?? 0, opts);
+  const h = newHeader(Opcode.DataIn, b1, 0, dataLength ?? p.data?.length ?? 0, opts);
   if (s) h[3] = p.status ?? 0;
   writeLun(h, p.lun);
   writeTags(h, p.itt, p.ttt === undefined ? RESERVED_TAG : p.ttt);

@@ -1,6 +1,6 @@
-import { crc32c, crc32c48 } from '../crc32c.js';
+import { crc32c } from '../crc32c.js';
 import type { DataInPdu, DigestOptions } from '../pdu/index.js';
-import { BHS_LENGTH, encodeDataIn } from '../pdu/index.js';
+import { encodeDataIn } from '../pdu/index.js';
 
 const PAD: readonly Buffer[] = [Buffer.alloc(0), Buffer.alloc(1), Buffer.alloc(2), Buffer.alloc(3)];
 const HEADER_DIGEST_ONLY: DigestOptions = { headerDigest: true };
@@ -18,13 +18,8 @@ export function encodeDataInParts(
   // spread of this size takes V8's slow define path and leaves an object every encodeDataIn load misses on).
   let length = 0;
   for (const b of parts) length += b.length;
-  // Encoded without data (room for the header digest included), then given the length: the digest is
-  // computed again over the final header.
-  const header = encodeDataIn(p, opts.headerDigest ? HEADER_DIGEST_ONLY : undefined)[0]!;
-  header[5] = length >>> 16;
-  header[6] = (length >>> 8) & 0xff;
-  header[7] = length & 0xff;
-  if (opts.headerDigest) header.writeUInt32LE(crc32c48(header), BHS_LENGTH);
+  // The header alone, already carrying the total length (and its digest over that).
+  const header = encodeDataIn(p, opts.headerDigest ? HEADER_DIGEST_ONLY : undefined, length)[0]!;
   const out: Buffer[] = parts.length === 1 ? [header, parts[0]!] : [header, ...parts];
   const pad = (4 - (length & 3)) & 3;
   if (opts.dataDigest) {
