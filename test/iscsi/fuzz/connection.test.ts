@@ -165,6 +165,7 @@ describe('fuzz: connection state machine (in process, real SCSI layer)', () => {
       const world = makeWorld({
         queueDepth: QUEUE_DEPTH,
         maxPendingBytes: rng.pick([64 * 1024 * 1024, 1024 * 1024]),
+        maxTargetPendingBytes: rng.pick([512 * 1024 * 1024, 2 * 1024 * 1024]),
       });
       // State of the guarded LU that nothing FUZZ_INIT does may change.
       world.guardedLu.softwareWriteProtect = true;
@@ -323,6 +324,9 @@ describe('fuzz: connection state machine (in process, real SCSI layer)', () => {
         0,
         `I_T nexus state leaked in the SCSI layer (seed ${seed} world ${w})`,
       );
+      // Every byte charged to the target-wide memory budget was given back.
+      for (let k = 0; k < 50 && world.target.pendingBytes !== 0; k++) await tick(5);
+      assert.equal(world.target.pendingBytes, 0, `target-wide budget leaked (seed ${seed} world ${w})`);
       // Nothing FUZZ_INIT did reached the LU of the CHAP initiator.
       const pages = (world.guardedStore as unknown as { pages: Map<number, Buffer> }).pages;
       assert.equal(pages.size, 0, `the guarded LU was written (seed ${seed} world ${w})`);
