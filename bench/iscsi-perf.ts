@@ -2,6 +2,7 @@
  * iSCSI data-path benchmark: our built-in target beside tgt, on one shared backing file (iscsi-notes §4).
  *
  *   node --import tsx bench/iscsi-perf.ts [--runs 3] [--seconds 10] [--only tgt|builtin] [--counts N1M,N4K]
+ *     [--workloads rr4k-qd32,rr4k-qd1,sr1m-qd8,sw1m-qd8,sw4k-qd32,rr4k-qd32-hd]
  *
  * The file is the data file of a 1 GiB volume created through the API in the daemon's pool, filled once from
  * /dev/urandom, and tgt's LUN points at that very file, so both targets serve the same bytes from the same page
@@ -102,6 +103,8 @@ interface Opts {
   seconds: number;
   only?: TargetName;
   counts?: [number, number];
+  /** Workload ids to run (default all). */
+  workloads: Workload[];
 }
 
 function parseOpts(): Opts {
@@ -111,12 +114,13 @@ function parseOpts(): Opts {
       seconds: { type: 'string', default: '10' },
       only: { type: 'string' },
       counts: { type: 'string' },
+      workloads: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
   if (values.help) {
     console.log(
-      'usage: node --import tsx bench/iscsi-perf.ts [--runs 3] [--seconds 10] [--only tgt|builtin] [--counts N1M,N4K]',
+      'usage: node --import tsx bench/iscsi-perf.ts [--runs 3] [--seconds 10] [--only tgt|builtin] [--counts N1M,N4K] [--workloads id,id…]',
     );
     process.exit(0);
   }
@@ -136,7 +140,18 @@ function parseOpts(): Opts {
     }
     counts = [c[0], c[1]];
   }
-  return { runs, seconds, only: values.only as TargetName | undefined, counts };
+  let workloads = WORKLOADS;
+  if (values.workloads) {
+    const ids = values.workloads.split(',');
+    const unknown = ids.filter((id) => !WORKLOADS.some((w) => w.id === id));
+    if (unknown.length) {
+      throw new Error(
+        `--workloads: unknown ${unknown.join(', ')} (known: ${WORKLOADS.map((w) => w.id).join(', ')})`,
+      );
+    }
+    workloads = WORKLOADS.filter((w) => ids.includes(w.id));
+  }
+  return { runs, seconds, only: values.only as TargetName | undefined, counts, workloads };
 }
 
 function perfUrl(t: Target, digest: boolean): string {
@@ -322,7 +337,7 @@ async function main(): Promise<number> {
 
     const samples = new Map<string, Sample[]>();
     const counts = new Map<string, number>();
-    for (const w of WORKLOADS) {
+    for (const w of opts.workloads) {
       let count = 0;
       if (w.qemu) {
         const fixed = opts.counts?.[w.qemu.size === '1M' ? 0 : 1];
@@ -365,7 +380,7 @@ async function main(): Promise<number> {
         cpuS: median(s.map((x) => x.cpuS)),
       };
     };
-    for (const w of WORKLOADS) {
+    for (const w of opts.workloads) {
       const a = med(w.id, 'tgt');
       const b = med(w.id, 'builtin');
       const tool = w.perf ? 'iscsi-perf' : `qemu-img bench -c ${counts.get(w.id)}`;
@@ -393,7 +408,7 @@ async function main(): Promise<number> {
 
     console.log('\nraw runs (in the order they ran):');
     let failed = false;
-    for (const w of WORKLOADS) {
+    for (const w of opts.workloads) {
       for (const s of samples.get(w.id)!) {
         const cores = s.wallS > 0 ? s.cpuS / s.wallS : 0;
         const err = s.error ? `  ERROR: ${s.error}` : '';

@@ -21,6 +21,7 @@ interface Addon {
   dataExtents(fd: number, offset: number, maxExtents: number): Promise<Float64Array>;
   copyRanges(fdIn: number, fdOut: number, ranges: Float64Array): Promise<number>;
   flock(fd: number, exclusive: boolean, nonblock: boolean): void;
+  preadNowait(fd: number, buffer: Buffer, offset: number): number;
 }
 
 // src/native/ and dist/native/ are both two levels below the package root, so one relative URL serves tsx
@@ -110,4 +111,13 @@ export function copyRanges(fdIn: number, fdOut: number, ranges: Float64Array): P
  */
 export function flock(fd: number, exclusive: boolean, nonblock: boolean): void {
   load().flock(fd, exclusive, nonblock);
+}
+
+/**
+ * Reads `buffer.length` bytes at `offset` only if they can be had without waiting for the disk
+ * (preadv2 RWF_NOWAIT), synchronously: the bytes read, -1 when not cached (or on any error: retry with an
+ * ordinary read, which reports it), -2 when this file cannot be read that way at all.
+ */
+export function preadNowait(fd: number, buffer: Buffer, offset: number): number {
+  return load().preadNowait(fd, buffer, offset);
 }

@@ -14,7 +14,6 @@
  * the PDU budget; FUZZ_SECONDS caps the fuzzing phase (default 45).
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { encodeText, type KeyValue, parseText } from '../../src/iscsi/login/index.js';
@@ -25,18 +24,19 @@ import {
   encodeLogoutRequest,
   encodeTextRequest,
 } from '../../src/iscsi/pdu/index.js';
-import { type DaemonHandle, freePort, startDaemon } from '../helpers/daemon.js';
+import type { DaemonHandle } from '../helpers/daemon.js';
+import { assertQemuOk, run, runQemuIo, startIscsiDaemon, toolsInstalled } from '../helpers/iscsi-e2e.js';
 import {
   chapAnswer,
   FullFeatureGen,
   garbageText,
-  loginPdu,
   mutateBytes,
   STANDARD_OFFER,
 } from '../iscsi/fuzz/corpus.js';
 import { type LoginIdentities, LoginScript } from '../iscsi/fuzz/login-gen.js';
 import { FuzzPeer, sleep } from '../iscsi/fuzz/peer.js';
 import { announceSeed, fuzzSeed, Rng, scaled } from '../iscsi/fuzz/prng.js';
+import { loginPdu } from '../iscsi/pdu/fixtures.js';
 
 const T = 'iqn.2024-01.org.targetd.fuzz:target';
 /** The good initiator: qemu-io and iscsi-inq use it before and after the fuzzing, never the fuzzers. */
@@ -74,33 +74,7 @@ const IDS: LoginIdentities = {
   targetSecret: GUARD_AUTH.out_pass,
 };
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function run(cmd: string, args: string[], timeoutMs = 30_000): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(
-      cmd,
-      args,
-      { timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 16 * MiB },
-      (err, stdout, stderr) => {
-        const code = err
-          ? typeof (err as { code?: unknown }).code === 'number'
-            ? (err as { code: number }).code
-            : null
-          : 0;
-        resolve({ code, stdout: String(stdout), stderr: String(stderr) });
-      },
-    );
-  });
-}
-
-const haveTools = await Promise.all(
-  ['iscsi-inq', 'qemu-io'].map(async (t) => (await run('which', [t])).code === 0),
-).then((r) => r.every(Boolean));
+const haveTools = await toolsInstalled(['iscsi-inq', 'qemu-io']);
 
 function rssKiB(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -143,22 +117,10 @@ describe('iSCSI fuzzing against the real daemon (builtin target)', {
   let port: number;
   const naas: Buffer[] = [];
 
-  const qemuIo = (cmds: string[]) =>
-    run('qemu-io', [
-      '--image-opts',
-      `driver=iscsi,transport=tcp,portal=127.0.0.1:${port},target=${T},lun=0,initiator-name=${GOOD}`,
-      ...cmds.flatMap((c) => ['-c', c]),
-    ]);
-  const assertQemuOk = (r: Run, what: string) => {
-    assert.equal(r.code, 0, `${what}: ${r.stdout}${r.stderr}`);
-    assert.doesNotMatch(r.stdout + r.stderr, /verification failed|error|failed/i, what);
-  };
+  const qemuIo = (cmds: string[]) => runQemuIo({ port, target: T, lun: 0, initiator: GOOD }, cmds);
 
   before(async () => {
-    port = await freePort();
-    d = await startDaemon({
-      config: { iscsi_backend: 'builtin', iscsi_port: port, portal_addresses: ['127.0.0.1'], target_name: T },
-    });
+    ({ d, port } = await startIscsiDaemon(T));
     await d.call('vol_create', { pool: 'pool1', name: 'good', size: VOLUME });
     await d.call('vol_create', { pool: 'pool1', name: 'fuzz', size: VOLUME });
     await d.call('vol_create', { pool: 'pool1', name: 'churn', size: 4 * MiB });
@@ -322,24 +284,7 @@ describe('iSCSI fuzzing against the real daemon (builtin target)', {
       const isid = Buffer.from([0x40, 0, 0, 1, 0, shared ? rng.int(3) : rng.range(3, 255)]);
       let statSN = 0;
       const send = async (csg: number, nsg: number, transit: boolean, pairs: KeyValue[]) => {
-        await p.send(
-          Buffer.concat(
-            encodeLoginRequest({
-              transit,
-              csg,
-              nsg,
-              versionMax: 0,
-              versionMin: 0,
-              isid,
-              tsih: 0,
-              itt: 7,
-              cid: 1,
-              cmdSN: 1,
-              expStatSN: statSN,
-              data: encodeText(pairs),
-            }),
-          ),
-        );
+        await p.send(loginPdu(pairs, { transit, csg, nsg, isid, itt: 7, expStatSN: statSN }));
         const t0 = Date.now();
         const r = await p.expect((x) => x.opcode === 0x23, 5000);
         if (r?.opcode !== 0x23) {
@@ -371,6 +316,7 @@ describe('iSCSI fuzzing against the real daemon (builtin target)', {
             if (k === 'DataDigest') return [k, o.digests?.dataDigest ? 'CRC32C' : 'None'];
             return [k, v];
           });
+      p.armDigests({ header: o.digests?.headerDigest === true, data: o.digests?.dataDigest === true });
       if (o.auth) {
         const r1 = await send(0, 1, true, [...identity, ['AuthMethod', 'CHAP,None']]);
         if (!r1) return why;
@@ -394,7 +340,6 @@ describe('iSCSI fuzzing against the real daemon (builtin target)', {
         const fin = await send(1, 3, true, [...identity, ...offer]);
         if (!fin?.transit || fin.opcode !== 0x23 || fin.nsg !== 3) return why;
       }
-      p.setDigests({ header: o.digests?.headerDigest === true, data: o.digests?.dataDigest === true });
       return { firstBurst: 65536 };
     };
 
@@ -735,6 +680,11 @@ describe('iSCSI fuzzing against the real daemon (builtin target)', {
         continue;
       }
       if ((o.level ?? 0) >= 40 && o.msg) warnings.set(o.msg, (warnings.get(o.msg) ?? 0) + 1);
+      // Warnings over the per-connection and target-wide limits are demoted to debug and counted in a summary.
+      const demoted = (o as { demoted?: Record<string, number> }).demoted;
+      if ((o.level ?? 0) >= 40 && demoted) {
+        for (const [m, n] of Object.entries(demoted)) warnings.set(m, (warnings.get(m) ?? 0) + n);
+      }
       if (o.msg === 'iSCSI login complete') {
         const n = (o.initiator ?? '').toLowerCase();
         if (o.type === 'Normal' && ![GOOD, GUARD, FUZZ, OPEN].includes(n))

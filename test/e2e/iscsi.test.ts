@@ -4,11 +4,11 @@
  * qemu-io over libiscsi), plus a small codec-based client where a tool cannot show the detail.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { createServer } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { naaRegisteredExtended } from '../../src/iscsi/lu/index.js';
-import { type DaemonHandle, freePort, startDaemon } from '../helpers/daemon.js';
+import type { DaemonHandle } from '../helpers/daemon.js';
+import { assertQemuOk, run, runQemuIo, startIscsiDaemon, toolsInstalled } from '../helpers/iscsi-e2e.js';
 import { Wire } from '../iscsi/session/wire.js';
 
 const T = 'iqn.2024-01.org.targetd.e2e:target';
@@ -20,36 +20,7 @@ const I5 = 'iqn.2024-01.org.targetd.e2e:stranger';
 const I6 = 'iqn.2024-01.org.targetd.e2e:chap';
 const MiB = 1024 * 1024;
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs a tool with an argument array and a timeout; never throws. */
-function run(cmd: string, args: string[], timeoutMs = 30_000): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(
-      cmd,
-      args,
-      { timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 16 * MiB },
-      (err, stdout, stderr) => {
-        const code = err
-          ? typeof (err as { code?: unknown }).code === 'number'
-            ? (err as { code: number }).code
-            : null
-          : 0;
-        resolve({ code, stdout: String(stdout), stderr: String(stderr) });
-      },
-    );
-  });
-}
-
-const haveTools = await Promise.all(
-  ['iscsi-ls', 'iscsi-inq', 'iscsi-readcapacity16', 'qemu-io'].map(
-    async (t) => (await run('which', [t])).code === 0,
-  ),
-).then((r) => r.every(Boolean));
+const haveTools = await toolsInstalled(['iscsi-ls', 'iscsi-inq', 'iscsi-readcapacity16', 'qemu-io']);
 
 /** LUN numbers iscsi-ls -s reports (once, whatever the number of portals), or null when the target is not listed. */
 function lunsOf(out: string): number[] | null {
@@ -85,21 +56,10 @@ describe('iSCSI end to end: builtin target with libiscsi and qemu initiators', {
     return Number(/Total size:(\d+)/.exec(r.stdout)?.[1]);
   };
   const qemuIo = (ini: string, lun: number, cmds: string[], extra = '') =>
-    run('qemu-io', [
-      '--image-opts',
-      `driver=iscsi,transport=tcp,portal=127.0.0.1:${port},target=${T},lun=${lun},initiator-name=${ini}${extra}`,
-      ...cmds.flatMap((c) => ['-c', c]),
-    ]);
-  const assertQemuOk = (r: Run, what: string) => {
-    assert.equal(r.code, 0, `${what}: ${r.stdout}${r.stderr}`);
-    assert.doesNotMatch(r.stdout + r.stderr, /verification failed|error|failed/i, what);
-  };
+    runQemuIo({ port, target: T, lun, initiator: ini }, cmds, extra);
 
   before(async () => {
-    port = await freePort();
-    d = await startDaemon({
-      config: { iscsi_backend: 'builtin', iscsi_port: port, portal_addresses: ['127.0.0.1'], target_name: T },
-    });
+    ({ d, port } = await startIscsiDaemon(T));
     for (const [name, size] of [
       ['v1', 64 * MiB],
       ['v2', 8 * MiB],
@@ -332,15 +292,7 @@ describe('iSCSI end to end over IPv6', { skip: !haveTools && 'libiscsi-bin missi
       t.skip('no IPv6 loopback on this host');
       return;
     }
-    const port = await freePort();
-    const d = await startDaemon({
-      config: {
-        iscsi_backend: 'builtin',
-        iscsi_port: port,
-        portal_addresses: ['127.0.0.1', '::1'],
-        target_name: T,
-      },
-    });
+    const { d, port } = await startIscsiDaemon(T, { portal_addresses: ['127.0.0.1', '::1'] });
     try {
       await d.call('vol_create', { pool: 'pool1', name: 'six', size: 4 * MiB });
       await d.call('export_create', { pool: 'pool1', vol: 'six', initiator_wwn: I1, lun: 2 });
@@ -362,54 +314,28 @@ describe('iSCSI end to end: iscsi_header_digest: required', {
   skip: !haveTools && 'libiscsi-bin/qemu-utils missing',
 }, () => {
   test("libiscsi's None,CRC32C offer gets CRC32C; a None-only offer is refused at login", async () => {
-    const port = await freePort();
-    const d = await startDaemon({
-      config: {
-        iscsi_backend: 'builtin',
-        iscsi_port: port,
-        portal_addresses: ['127.0.0.1'],
-        target_name: T,
-        iscsi_header_digest: 'required',
-      },
-    });
+    const { d, port } = await startIscsiDaemon(T, { iscsi_header_digest: 'required' });
     try {
       await d.call('vol_create', { pool: 'pool1', name: 'hd', size: 4 * MiB });
       await d.call('export_create', { pool: 'pool1', vol: 'hd', initiator_wwn: I1, lun: 0 });
       const url = `iscsi://127.0.0.1:${port}/${T}/0`;
       // libiscsi 1.19 offers HeaderDigest=None,CRC32C whatever the URL says; LIBISCSI_DEBUG shows our answer.
-      const inq = await new Promise<Run>((resolve) =>
-        execFile(
-          'iscsi-inq',
-          ['-i', I1, url],
-          { timeout: 30_000, env: { ...process.env, LIBISCSI_DEBUG: '6' } },
-          (err, stdout, stderr) => resolve({ code: err ? 1 : 0, stdout, stderr }),
-        ),
-      );
+      const inq = await run('iscsi-inq', ['-i', I1, url], 30_000, { ...process.env, LIBISCSI_DEBUG: '6' });
       assert.equal(inq.code, 0, inq.stderr);
       assert.match(inq.stdout + inq.stderr, /TargetLoginReply: HeaderDigest=CRC32C/);
       const logged = (msg: string, what: string) =>
         d.stderr.split('\n').some((l) => l.includes(`"msg":"${msg}"`) && l.includes(what));
       assert.ok(logged('iSCSI login complete', '"headerDigest":"CRC32C"'), d.stderr);
       // qemu offers exactly what it is told: None alone cannot be accepted.
-      const r = await run('qemu-io', [
-        '--image-opts',
-        `driver=iscsi,transport=tcp,portal=127.0.0.1:${port},target=${T},lun=0,initiator-name=${I1},header-digest=none`,
-        '-c',
-        'read 0 4k',
-      ]);
+      const lun0 = { port, target: T, lun: 0, initiator: I1 };
+      const r = await runQemuIo(lun0, ['read 0 4k'], ',header-digest=none');
       assert.notEqual(r.code, 0, `a None-only login must fail: ${r.stdout}${r.stderr}`);
       assert.ok(logged('iSCSI login failed', 'HeaderDigest=None'), d.stderr);
       // With digests it works through qemu as well.
-      const ok = await run('qemu-io', [
-        '--image-opts',
-        `driver=iscsi,transport=tcp,portal=127.0.0.1:${port},target=${T},lun=0,initiator-name=${I1},header-digest=crc32c`,
-        '-c',
-        'write -P 0x5a 0 64k',
-        '-c',
-        'read -P 0x5a 0 64k',
-      ]);
-      assert.equal(ok.code, 0, ok.stdout + ok.stderr);
-      assert.doesNotMatch(ok.stdout + ok.stderr, /verification failed|error|failed/i);
+      assertQemuOk(
+        await runQemuIo(lun0, ['write -P 0x5a 0 64k', 'read -P 0x5a 0 64k'], ',header-digest=crc32c'),
+        'with header digests',
+      );
     } finally {
       await d.dispose();
     }

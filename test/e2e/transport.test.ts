@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { type DaemonHandle, startDaemon } from '../helpers/daemon.js';
+import { makeSelfSignedCert } from '../helpers/tls.js';
 
 /** Every method of the seed and of upstream's block, initiator and access-group families. */
 const METHODS = [
@@ -165,29 +166,11 @@ describe('HTTPS', () => {
   let certDir: string;
   before(async () => {
     certDir = await mkdtemp(join(tmpdir(), 'targetd-cert-'));
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'rsa:2048',
-        '-nodes',
-        '-subj',
-        '/CN=localhost',
-        '-days',
-        '1',
-        '-keyout',
-        join(certDir, 'key.pem'),
-        '-out',
-        join(certDir, 'cert.pem'),
-      ],
-      { stdio: 'ignore' },
-    );
-    execFileSync('chmod', ['600', join(certDir, 'key.pem')]);
+    const { cert, key } = makeSelfSignedCert(certDir);
+    execFileSync('chmod', ['600', key]);
     d = await startDaemon({
-      config: { ssl: true, ssl_cert: join(certDir, 'cert.pem'), ssl_key: join(certDir, 'key.pem') },
-      ca: await readFile(join(certDir, 'cert.pem')),
+      config: { ssl: true, ssl_cert: cert, ssl_key: key },
+      ca: await readFile(cert),
     });
   });
   after(async () => {

@@ -13,6 +13,7 @@ import {
   dataExtents,
   fallocate,
   flock,
+  preadNowait,
   punchHole,
   seekData,
   seekHole,
@@ -42,6 +43,33 @@ async function sparseFile(name = 'sparse'): Promise<string> {
 }
 
 describe('native addon', () => {
+  it('preadNowait returns cached bytes at once, 0 at EOF, and throws on a bad buffer', async () => {
+    const p = path.join(dir, 'cached');
+    const content = Buffer.alloc(64 * 1024);
+    for (let i = 0; i < content.length; i++) content[i] = (i * 13) & 0xff;
+    await fsp.writeFile(p, content);
+    const fh = await fsp.open(p, 'r');
+    try {
+      // Just written, so in the page cache: the whole range comes back synchronously.
+      const buf = Buffer.alloc(4096);
+      assert.equal(preadNowait(fh.fd, buf, 8192), 4096);
+      assert.deepEqual(buf, content.subarray(8192, 12288));
+      const tail = Buffer.alloc(4096);
+      assert.equal(preadNowait(fh.fd, tail, content.length - 1024), 1024, 'short at the end of the file');
+      assert.equal(preadNowait(fh.fd, tail, content.length), 0, 'EOF');
+      assert.equal(preadNowait(fh.fd, Buffer.alloc(0), 0), 0);
+      assert.equal(
+        preadNowait(999_999, buf, 0),
+        -1,
+        'a bad descriptor is left to the ordinary read to report',
+      );
+      assert.throws(() => preadNowait(fh.fd, 'x' as unknown as Buffer, 0), /Buffer/);
+      assert.throws(() => preadNowait(fh.fd, buf, -1), /offset/);
+    } finally {
+      await fh.close();
+    }
+  });
+
   it('punchHole deallocates blocks and reads back zeros, size unchanged', async () => {
     const p = path.join(dir, 'full');
     await fsp.writeFile(p, Buffer.alloc(4 * MiB, 0x5a));

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { makeSelfSignedCert } from '../helpers/tls.js';
 import {
   basic,
   GOOD_AUTH,
@@ -328,29 +328,9 @@ describe('HTTPS', () => {
   let s: TestServer;
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'targetd-tls-'));
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'rsa:2048',
-        '-nodes',
-        '-subj',
-        '/CN=localhost',
-        '-addext',
-        'subjectAltName=DNS:localhost',
-        '-days',
-        '1',
-        '-keyout',
-        join(dir, 'key.pem'),
-        '-out',
-        join(dir, 'cert.pem'),
-      ],
-      { stdio: 'ignore' },
-    );
-    cert = readFileSync(join(dir, 'cert.pem'));
-    s = await startServer({ tls: { cert, key: readFileSync(join(dir, 'key.pem')) } });
+    const files = makeSelfSignedCert(dir);
+    cert = readFileSync(files.cert);
+    s = await startServer({ tls: { cert, key: readFileSync(files.key) } });
   });
   after(async () => {
     await s?.close();

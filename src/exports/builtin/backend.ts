@@ -21,7 +21,7 @@ import { type BoundPortal, IscsiPortal, LoginThrottle } from '../../iscsi/portal
 import { ScsiTarget } from '../../iscsi/scsi/index.js';
 import { IscsiTarget, type SessionLimits } from '../../iscsi/session/index.js';
 import type { Logger } from '../../log.js';
-import { punchHole, seekData, seekHole } from '../../native/index.js';
+import { preadNowait, punchHole, seekData, seekHole } from '../../native/index.js';
 import { writeFileAtomic } from '../../store/atomic-file.js';
 import type { DesiredExports, ExportBackend, LunMapping } from '../types.js';
 
@@ -111,7 +111,7 @@ export class BuiltinExportBackend implements ExportBackend {
   constructor(private readonly opts: BuiltinBackendOptions) {
     this.log = opts.logger;
     this.prDir = join(opts.stateDir, 'builtin');
-    this.fileOps = opts.fileOps ?? { punchHole, seekData, seekHole };
+    this.fileOps = opts.fileOps ?? { punchHole, seekData, seekHole, preadNowait };
     this.scsi = new ScsiTarget({ targetName: opts.targetName, targetPortGroup: 1, logger: opts.logger });
     this.target = new IscsiTarget({
       targetName: opts.targetName,

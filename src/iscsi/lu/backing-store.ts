@@ -41,12 +41,25 @@ export interface FileOps {
   seekHole?(fd: number, offset: number): Promise<number>;
   /**
    * Synchronous pread that never waits for the disk (preadv2 with RWF_NOWAIT): the bytes read when all of
-   * them are in the page cache, else a negative errno (-EAGAIN) or a short count, and the read then goes to
-   * the threadpool as usual. It spares a cached small read the threadpool round trip (two thread wake-ups,
+   * them are in the page cache, else -1 or a short count (the read then goes to the threadpool as usual), or
+   * -2 when the file cannot be read that way at all (the store stops trying). It spares a cached small read the threadpool round trip (two thread wake-ups,
    * most of a 4 KiB read's cost on a 2-core VM). Optional: without it every read uses the threadpool.
    */
   preadNowait?(fd: number, buffer: Buffer, offset: number): number;
 }
+
+/** A write waiting for the end of the JavaScript turn, when queued writes are merged and submitted. */
+interface QueuedWrite {
+  offset: number;
+  bufs: Buffer[];
+  length: number;
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
+
+/** Bounds of one merged writev: bytes, and buffers (below IOV_MAX, 1024). */
+const MERGE_MAX_BYTES = 4 * 1024 * 1024;
+const MERGE_MAX_IOVS = 512;
 
 /** Reads up to this size try {@link FileOps.preadNowait} first; larger ones are worth a threadpool thread. */
 const NOWAIT_MAX_READ = 64 * 1024;
@@ -72,10 +85,12 @@ export class FileBackingStore implements BackingStore {
   private idleWaiters: (() => void)[] = [];
   /** Set by close(): the descriptor number may be reused by another file, so it must not be touched again. */
   private closed = false;
+  private queuedWrites: QueuedWrite[] = [];
+  private flushQueued = false;
   punchHole?: (offset: number, length: number) => Promise<void>;
   seekData?: (offset: number) => Promise<number>;
   seekHole?: (offset: number) => Promise<number>;
-  private readonly preadNowait: FileOps['preadNowait'];
+  private preadNowait: FileOps['preadNowait'];
 
   private constructor(
     private readonly fh: fsp.FileHandle,
@@ -130,7 +145,9 @@ export class FileBackingStore implements BackingStore {
     const fd = this.fd;
     if (this.preadNowait !== undefined && length <= NOWAIT_MAX_READ && length > 0) {
       // Anything but the whole range at once (not cached, EOF, an error) is retried the ordinary way.
-      if (this.preadNowait(fd, buf, offset) === length) return Promise.resolve(buf);
+      const n = this.preadNowait(fd, buf, offset);
+      if (n === length) return Promise.resolve(buf);
+      if (n === -2) this.preadNowait = undefined;
     }
     this.inflight++;
     return new Promise<Buffer>((resolve, reject) => {
@@ -159,57 +176,98 @@ export class FileBackingStore implements BackingStore {
     });
   }
 
+  /**
+   * Queues the write; the queue is submitted once the current JavaScript turn ends, with writes that continue
+   * one another merged into one writev (see {@link flushWrites}).
+   */
   write(offset: number, data: Buffer | readonly Buffer[]): Promise<void> {
     if (this.closed) return Promise.reject(closedError('write'));
-    if (Buffer.isBuffer(data)) return this.writeOne(data, offset);
-    if (data.length === 1) return this.writeOne(data[0]!, offset);
-    const fd = this.fd;
-    let pos = offset;
-    let bufs = data.filter((b) => b.length > 0);
-    if (bufs.length === 0) return Promise.resolve();
+    let bufs: Buffer[];
+    let length = 0;
+    if (Buffer.isBuffer(data)) {
+      bufs = [data];
+      length = data.length;
+    } else {
+      bufs = [];
+      for (const b of data) {
+        if (b.length === 0) continue;
+        bufs.push(b);
+        length += b.length;
+      }
+    }
+    if (length === 0) return Promise.resolve();
     this.inflight++;
     return new Promise<void>((resolve, reject) => {
-      const step = (err: NodeJS.ErrnoException | null, bytesWritten: number): void => {
-        if (err) {
-          this.settled();
-          reject(err);
-          return;
-        }
-        pos += bytesWritten;
-        bufs = skipBytes(bufs, bytesWritten);
-        if (bufs.length === 0) {
-          this.settled();
-          resolve();
-          return;
-        }
-        fsWritev(fd, bufs, pos, step);
-      };
-      fsWritev(fd, bufs, pos, step);
+      this.queuedWrites.push({ offset, bufs, length, resolve, reject });
+      if (!this.flushQueued) {
+        this.flushQueued = true;
+        queueMicrotask(() => this.flushWrites());
+      }
     });
   }
 
-  private writeOne(buf: Buffer, offset: number): Promise<void> {
-    if (buf.length === 0) return Promise.resolve();
+  /**
+   * Submits the queued writes: sorted by offset, each run of writes that continue one another (a sequential
+   * writer's queue depth, arriving in one socket read) goes out as one writev. 32 queued 4 KiB writes then
+   * cost one threadpool round trip and one inode-lock acquisition instead of 32 of each, which on the 2-core
+   * VM were mostly thread wake-ups and threads contending for the file's i_rwsem. Writes never overlap here:
+   * the SCSI layer holds a range lock over each, so reordering disjoint ones changes nothing.
+   */
+  private flushWrites(): void {
+    this.flushQueued = false;
+    const q = this.queuedWrites;
+    this.queuedWrites = [];
+    if (q.length > 1) q.sort((a, b) => a.offset - b.offset);
+    let i = 0;
+    while (i < q.length) {
+      const first = q[i]!;
+      let end = first.offset + first.length;
+      let bytes = first.length;
+      let iovs = first.bufs.length;
+      let j = i + 1;
+      for (; j < q.length; j++) {
+        const w = q[j]!;
+        const fits = bytes + w.length <= MERGE_MAX_BYTES && iovs + w.bufs.length <= MERGE_MAX_IOVS;
+        if (w.offset !== end || !fits) break;
+        end += w.length;
+        bytes += w.length;
+        iovs += w.bufs.length;
+      }
+      this.submitWrites(j === i + 1 ? [first] : q.slice(i, j));
+      i = j;
+    }
+  }
+
+  /** Writes a run of contiguous queued writes with as few calls as it takes, then settles each of them. */
+  private submitWrites(run: QueuedWrite[]): void {
     const fd = this.fd;
-    this.inflight++;
-    return new Promise<void>((resolve, reject) => {
-      let done = 0;
-      const step = (err: NodeJS.ErrnoException | null, bytesWritten: number): void => {
-        if (err) {
-          this.settled();
-          reject(err);
-          return;
-        }
-        done += bytesWritten;
-        if (done >= buf.length) {
-          this.settled();
-          resolve();
-          return;
-        }
-        fsWrite(fd, buf, done, buf.length - done, offset + done, step);
-      };
-      fsWrite(fd, buf, 0, buf.length, offset, step);
-    });
+    let pos = run[0]!.offset;
+    let bufs: Buffer[] = run.length === 1 ? run[0]!.bufs : run.flatMap((w) => w.bufs);
+    const done = (err: NodeJS.ErrnoException | null): void => {
+      for (const w of run) {
+        this.settled();
+        if (err) w.reject(err);
+        else w.resolve();
+      }
+    };
+    const step = (err: NodeJS.ErrnoException | null, written: number): void => {
+      if (err) {
+        done(err);
+        return;
+      }
+      pos += written;
+      bufs = skipBytes(bufs, written);
+      if (bufs.length === 0) {
+        done(null);
+        return;
+      }
+      next();
+    };
+    const next = (): void => {
+      if (bufs.length === 1) fsWrite(fd, bufs[0]!, 0, bufs[0]!.length, pos, step);
+      else fsWritev(fd, bufs, pos, step);
+    };
+    next();
   }
 
   private settled(): void {

@@ -1,4 +1,4 @@
-import { crc32c, crc32cRange } from '../crc32c.js';
+import { crc32c, crc32c48, crc32cRange } from '../crc32c.js';
 import {
   AhsType,
   BHS_LENGTH,
@@ -8,7 +8,7 @@ import {
   RejectReason,
   TARGET_OPCODES,
 } from './constants.js';
-import { DataDigestError, HeaderDigestError, ProtocolError } from './errors.js';
+import { DataDigestError, HeaderDigestError, ProtocolError, type ProtocolErrorReason } from './errors.js';
 import type { Decoded, DecodedPdu, ScsiCommandPdu } from './types.js';
 
 /** Which PDUs the decoder accepts: a target decodes what initiators send, and vice versa. */
@@ -181,7 +181,8 @@ export class PduDecoder {
       if (lay.headerLength > BHS_LENGTH + lay.ahsLength) {
         const covered = BHS_LENGTH + lay.ahsLength;
         const hdr = this.peek(lay.headerLength);
-        const want = crc32cRange(hdr, 0, covered);
+        // The usual header is the bare 48-byte BHS: the unrolled CRC for it.
+        const want = covered === BHS_LENGTH ? crc32c48(hdr) : crc32cRange(hdr, 0, covered);
         const got = hdr.readUInt32LE(covered);
         if (want !== got) throw new HeaderDigestError(want, got);
       }
@@ -211,16 +212,26 @@ export class PduDecoder {
     const pdu = this.take(lay.total);
     this.layout = undefined;
 
-    const header = pdu.subarray(0, BHS_LENGTH);
-    const ahs = lay.ahsLength > 0 ? pdu.subarray(BHS_LENGTH, BHS_LENGTH + lay.ahsLength) : EMPTY;
     const dataEnd = lay.headerLength + lay.dataLength;
     const data = lay.dataLength > 0 ? pdu.subarray(lay.headerLength, dataEnd) : EMPTY;
+    let want = 0;
+    let got = 0;
     if (lay.dataDigest && lay.dataLength > 0) {
       const padded = lay.headerLength + ((lay.dataLength + 3) & ~3);
-      const want = crc32cRange(pdu, lay.headerLength, padded);
-      const got = pdu.readUInt32LE(padded);
-      if (want !== got) throw new DataDigestError(want, got, lay.opcode, header.readUInt32BE(16), header);
+      want = crc32cRange(pdu, lay.headerLength, padded);
+      got = pdu.readUInt32LE(padded);
     }
+    return this.parseChecked(lay, pdu, data, want, got);
+  }
+
+  /**
+   * Parses a framed PDU whose data digest (want/got, both 0 when off) has been computed: `head` starts with
+   * the BHS and AHS. The digest is checked before the role so a corrupted PDU reports as such.
+   */
+  private parseChecked(lay: Layout, head: Buffer, data: Buffer, want: number, got: number): DecodedPdu {
+    const header = head.subarray(0, BHS_LENGTH);
+    const ahs = lay.ahsLength > 0 ? head.subarray(BHS_LENGTH, BHS_LENGTH + lay.ahsLength) : EMPTY;
+    if (want !== got) throw new DataDigestError(want, got, lay.opcode, header.readUInt32BE(16), header);
     this.checkRole(lay.opcode, header);
     return parsePdu(header, ahs, data);
   }
@@ -235,18 +246,15 @@ export class PduDecoder {
     const tailLength = lay.total - lay.headerLength - lay.dataLength;
     const tail = tailLength > 0 ? this.take(tailLength) : EMPTY;
     this.layout = undefined;
-    const header = head.subarray(0, BHS_LENGTH);
-    const ahs = lay.ahsLength > 0 ? head.subarray(BHS_LENGTH, BHS_LENGTH + lay.ahsLength) : EMPTY;
+    let want = 0;
+    let got = 0;
     if (lay.dataDigest) {
       const pad = (4 - (lay.dataLength & 3)) & 3;
-      let want = 0;
       for (const p of parts) want = crc32c(p, want);
       if (pad > 0) want = crc32cRange(tail, 0, pad, want);
-      const got = tail.readUInt32LE(pad);
-      if (want !== got) throw new DataDigestError(want, got, lay.opcode, header.readUInt32BE(16), header);
+      got = tail.readUInt32LE(pad);
     }
-    this.checkRole(lay.opcode, header);
-    const pdu = parsePdu(header, ahs, EMPTY);
+    const pdu = this.parseChecked(lay, head, EMPTY, want, got);
     const length = lay.dataLength;
     let joined: Buffer | undefined;
     Object.defineProperty(pdu, 'data', {
@@ -269,13 +277,13 @@ export class PduDecoder {
           ? TARGET_OPCODES.has(opcode)
           : INITIATOR_OPCODES.has(opcode) || TARGET_OPCODES.has(opcode);
     if (!allowed) {
-      throw new ProtocolError('bad-opcode', `unexpected opcode 0x${opcode.toString(16)}`, {
-        fatal: false,
+      throw rejectable(
+        'bad-opcode',
+        `unexpected opcode 0x${opcode.toString(16)}`,
         opcode,
-        itt: header.readUInt32BE(16),
         header,
-        rejectReason: RejectReason.ProtocolError,
-      });
+        RejectReason.ProtocolError,
+      );
     }
   }
 
@@ -382,24 +390,29 @@ export function decodePdu(buf: Buffer, opts: DecoderOptions = {}): DecodedPdu {
   return pdu;
 }
 
-function badField(message: string, opcode: number, header: Buffer): ProtocolError {
-  return new ProtocolError('bad-field', message, {
+/** A non-fatal error for one PDU, answered with a Reject carrying `rejectReason` and the PDU's header. */
+function rejectable(
+  reason: ProtocolErrorReason,
+  message: string,
+  opcode: number,
+  header: Buffer,
+  rejectReason: number,
+): ProtocolError {
+  return new ProtocolError(reason, message, {
     fatal: false,
     opcode,
     itt: header.readUInt32BE(16),
     header,
-    rejectReason: RejectReason.InvalidPduField,
+    rejectReason,
   });
 }
 
+function badField(message: string, opcode: number, header: Buffer): ProtocolError {
+  return rejectable('bad-field', message, opcode, header, RejectReason.InvalidPduField);
+}
+
 function badAhs(message: string, opcode: number, header: Buffer): ProtocolError {
-  return new ProtocolError('bad-ahs', message, {
-    fatal: false,
-    opcode,
-    itt: header.readUInt32BE(16),
-    header,
-    rejectReason: RejectReason.ProtocolError,
-  });
+  return rejectable('bad-ahs', message, opcode, header, RejectReason.ProtocolError);
 }
 
 const NO_DATA_OPCODES = new Set<number>([
@@ -749,13 +762,13 @@ export function parsePdu(header: Buffer, ahs: Buffer, data: Buffer): DecodedPdu 
         data,
       };
     default:
-      throw new ProtocolError('bad-opcode', `reserved opcode 0x${opcode.toString(16)}`, {
-        fatal: false,
+      throw rejectable(
+        'bad-opcode',
+        `reserved opcode 0x${opcode.toString(16)}`,
         opcode,
-        itt: header.readUInt32BE(16),
         header,
-        rejectReason: RejectReason.ProtocolError,
-      });
+        RejectReason.ProtocolError,
+      );
   }
 }
 

@@ -86,14 +86,55 @@ function writeLun(h: Buffer, lun: bigint | undefined): void {
   if (lun) h.writeBigUInt64BE(BigInt.asUintN(64, lun), 8);
 }
 
+// The field helpers below take plain numbers rather than the PDU object, so each stays monomorphic however
+// many PDU types call it, and V8 inlines it into the encoder.
+
+/** Writes the Initiator Task Tag and the tag after it (bytes 16-23): TTT, Referenced Task Tag or SNACK Tag. */
+function writeTags(h: Buffer, itt: number | undefined, tag: number | undefined): void {
+  w32(h, 16, u32(itt));
+  w32(h, 20, u32(tag));
+}
+
+/** Writes an initiator request's CmdSN and ExpStatSN (bytes 24-31). */
+function writeCmdSNs(h: Buffer, cmdSN: number | undefined, expStatSN: number | undefined): void {
+  w32(h, 24, u32(cmdSN));
+  w32(h, 28, u32(expStatSN));
+}
+
+/** Writes a target response's StatSN, ExpCmdSN and MaxCmdSN (bytes 24-35). */
+function writeStatSNs(
+  h: Buffer,
+  statSN: number | undefined,
+  expCmdSN: number | undefined,
+  maxCmdSN: number | undefined,
+): void {
+  w32(h, 24, u32(statSN));
+  w32(h, 28, u32(expCmdSN));
+  w32(h, 32, u32(maxCmdSN));
+}
+
+/** Writes the fields Login Request and Response share: version bytes, ISID, TSIH and ITT. */
+function writeLoginIds(
+  h: Buffer,
+  versionMax: number,
+  versionOther: number,
+  isid: Buffer,
+  tsih: number,
+  itt: number,
+): void {
+  h[2] = versionMax;
+  h[3] = versionOther;
+  isid.copy(h, 8, 0, 6);
+  w16(h, 14, tsih & 0xffff);
+  w32(h, 16, u32(itt));
+}
+
 /** NOP-Out (initiator). */
 export function encodeNopOut(p: Omit<NopOutPdu, 'opcode'>, opts?: DigestOptions): EncodedPdu {
   const h = newHeader(Opcode.NopOut | (p.immediate ? 0x40 : 0), 0x80, 0, p.data?.length ?? 0, opts);
   writeLun(h, p.lun);
-  w32(h, 16, u32(p.itt));
-  w32(h, 20, u32(p.ttt));
-  w32(h, 24, u32(p.cmdSN));
-  w32(h, 28, u32(p.expStatSN));
+  writeTags(h, p.itt, p.ttt);
+  writeCmdSNs(h, p.cmdSN, p.expStatSN);
   return finish(h, p.data, opts);
 }
 
@@ -115,8 +156,7 @@ export function encodeScsiCommand(p: Omit<ScsiCommandPdu, 'opcode'>, opts?: Dige
   writeLun(h, p.lun);
   w32(h, 16, u32(p.itt));
   w32(h, 20, u32(p.expectedDataTransferLength));
-  w32(h, 24, u32(p.cmdSN));
-  w32(h, 28, u32(p.expStatSN));
+  writeCmdSNs(h, p.cmdSN, p.expStatSN);
   p.cdb.copy(h, 32, 0, Math.min(16, p.cdb.length));
   let off = BHS_LENGTH;
   if (extra > 0) {
@@ -146,10 +186,8 @@ export function encodeTaskMgmtRequest(
     opts,
   );
   writeLun(h, p.lun);
-  w32(h, 16, u32(p.itt));
-  w32(h, 20, u32(p.referencedTaskTag));
-  w32(h, 24, u32(p.cmdSN));
-  w32(h, 28, u32(p.expStatSN));
+  writeTags(h, p.itt, p.referencedTaskTag);
+  writeCmdSNs(h, p.cmdSN, p.expStatSN);
   w32(h, 32, u32(p.refCmdSN));
   w32(h, 36, u32(p.expDataSN));
   return finish(h, undefined, opts);
@@ -162,14 +200,9 @@ function loginFlags(p: { transit?: boolean; continue?: boolean; csg: number; nsg
 /** Login Request (initiator); the I bit is always set (RFC 7143 §11.12). */
 export function encodeLoginRequest(p: Omit<LoginRequestPdu, 'opcode'>, opts?: DigestOptions): EncodedPdu {
   const h = newHeader(Opcode.LoginRequest | 0x40, loginFlags(p), 0, p.data?.length ?? 0, opts);
-  h[2] = p.versionMax;
-  h[3] = p.versionMin;
-  p.isid.copy(h, 8, 0, 6);
-  w16(h, 14, p.tsih & 0xffff);
-  w32(h, 16, u32(p.itt));
+  writeLoginIds(h, p.versionMax, p.versionMin, p.isid, p.tsih, p.itt);
   w16(h, 20, p.cid & 0xffff);
-  w32(h, 24, u32(p.cmdSN));
-  w32(h, 28, u32(p.expStatSN));
+  writeCmdSNs(h, p.cmdSN, p.expStatSN);
   return finish(h, p.data, opts);
 }
 
@@ -178,10 +211,8 @@ export function encodeTextRequest(p: Omit<TextRequestPdu, 'opcode'>, opts?: Dige
   const b1 = (p.final ? 0x80 : 0) | (p.continue ? 0x40 : 0);
   const h = newHeader(Opcode.TextRequest | (p.immediate ? 0x40 : 0), b1, 0, p.data?.length ?? 0, opts);
   writeLun(h, p.lun);
-  w32(h, 16, u32(p.itt));
-  w32(h, 20, u32(p.ttt));
-  w32(h, 24, u32(p.cmdSN));
-  w32(h, 28, u32(p.expStatSN));
+  writeTags(h, p.itt, p.ttt);
+  writeCmdSNs(h, p.cmdSN, p.expStatSN);
   return finish(h, p.data, opts);
 }
 
@@ -189,8 +220,7 @@ export function encodeTextRequest(p: Omit<TextRequestPdu, 'opcode'>, opts?: Dige
 export function encodeDataOut(p: Omit<DataOutPdu, 'opcode'>, opts?: DigestOptions): EncodedPdu {
   const h = newHeader(Opcode.DataOut, p.final ? 0x80 : 0, 0, p.data?.length ?? 0, opts);
   writeLun(h, p.lun);
-  w32(h, 16, u32(p.itt));
-  w32(h, 20, u32(p.ttt));
+  writeTags(h, p.itt, p.ttt);
   w32(h, 28, u32(p.expStatSN));
   w32(h, 36, u32(p.dataSN));
   w32(h, 40, u32(p.bufferOffset));
@@ -208,8 +238,7 @@ export function encodeLogoutRequest(p: Omit<LogoutRequestPdu, 'opcode'>, opts?: 
   );
   w32(h, 16, u32(p.itt));
   w16(h, 20, p.cid & 0xffff);
-  w32(h, 24, u32(p.cmdSN));
-  w32(h, 28, u32(p.expStatSN));
+  writeCmdSNs(h, p.cmdSN, p.expStatSN);
   return finish(h, undefined, opts);
 }
 
@@ -217,8 +246,7 @@ export function encodeLogoutRequest(p: Omit<LogoutRequestPdu, 'opcode'>, opts?: 
 export function encodeSnackRequest(p: Omit<SnackRequestPdu, 'opcode'>, opts?: DigestOptions): EncodedPdu {
   const h = newHeader(Opcode.SnackRequest, 0x80 | (p.type & 0x0f), 0, 0, opts);
   writeLun(h, p.lun);
-  w32(h, 16, u32(p.itt));
-  w32(h, 20, u32(p.ttt));
+  writeTags(h, p.itt, p.ttt);
   w32(h, 28, u32(p.expStatSN));
   w32(h, 40, u32(p.begRun));
   w32(h, 44, u32(p.runLength));
@@ -229,11 +257,8 @@ export function encodeSnackRequest(p: Omit<SnackRequestPdu, 'opcode'>, opts?: Di
 export function encodeNopIn(p: Omit<NopInPdu, 'opcode'>, opts?: DigestOptions): EncodedPdu {
   const h = newHeader(Opcode.NopIn, 0x80, 0, p.data?.length ?? 0, opts);
   writeLun(h, p.lun);
-  w32(h, 16, u32(p.itt));
-  w32(h, 20, u32(p.ttt));
-  w32(h, 24, u32(p.statSN));
-  w32(h, 28, u32(p.expCmdSN));
-  w32(h, 32, u32(p.maxCmdSN));
+  writeTags(h, p.itt, p.ttt);
+  writeStatSNs(h, p.statSN, p.expCmdSN, p.maxCmdSN);
   return finish(h, p.data, opts);
 }
 
@@ -248,11 +273,8 @@ export function encodeScsiResponse(p: Omit<ScsiResponsePdu, 'opcode'>, opts?: Di
   const h = newHeader(Opcode.ScsiResponse, b1, 0, p.data?.length ?? 0, opts);
   h[2] = p.response;
   h[3] = p.status;
-  w32(h, 16, u32(p.itt));
-  w32(h, 20, u32(p.snackTag));
-  w32(h, 24, u32(p.statSN));
-  w32(h, 28, u32(p.expCmdSN));
-  w32(h, 32, u32(p.maxCmdSN));
+  writeTags(h, p.itt, p.snackTag);
+  writeStatSNs(h, p.statSN, p.expCmdSN, p.maxCmdSN);
   w32(h, 36, u32(p.expDataSN));
   w32(h, 40, u32(p.bidiReadResidualCount));
   w32(h, 44, u32(p.residualCount));
@@ -267,23 +289,15 @@ export function encodeTaskMgmtResponse(
   const h = newHeader(Opcode.TaskMgmtResponse, 0x80, 0, 0, opts);
   h[2] = p.response;
   w32(h, 16, u32(p.itt));
-  w32(h, 24, u32(p.statSN));
-  w32(h, 28, u32(p.expCmdSN));
-  w32(h, 32, u32(p.maxCmdSN));
+  writeStatSNs(h, p.statSN, p.expCmdSN, p.maxCmdSN);
   return finish(h, undefined, opts);
 }
 
 /** Login Response (target). */
 export function encodeLoginResponse(p: Omit<LoginResponsePdu, 'opcode'>, opts?: DigestOptions): EncodedPdu {
   const h = newHeader(Opcode.LoginResponse, loginFlags(p), 0, p.data?.length ?? 0, opts);
-  h[2] = p.versionMax;
-  h[3] = p.versionActive;
-  p.isid.copy(h, 8, 0, 6);
-  w16(h, 14, p.tsih & 0xffff);
-  w32(h, 16, u32(p.itt));
-  w32(h, 24, u32(p.statSN));
-  w32(h, 28, u32(p.expCmdSN));
-  w32(h, 32, u32(p.maxCmdSN));
+  writeLoginIds(h, p.versionMax, p.versionActive, p.isid, p.tsih, p.itt);
+  writeStatSNs(h, p.statSN, p.expCmdSN, p.maxCmdSN);
   h[36] = p.statusClass;
   h[37] = p.statusDetail;
   return finish(h, p.data, opts);
@@ -294,11 +308,8 @@ export function encodeTextResponse(p: Omit<TextResponsePdu, 'opcode'>, opts?: Di
   const b1 = (p.final ? 0x80 : 0) | (p.continue ? 0x40 : 0);
   const h = newHeader(Opcode.TextResponse, b1, 0, p.data?.length ?? 0, opts);
   writeLun(h, p.lun);
-  w32(h, 16, u32(p.itt));
-  w32(h, 20, u32(p.ttt));
-  w32(h, 24, u32(p.statSN));
-  w32(h, 28, u32(p.expCmdSN));
-  w32(h, 32, u32(p.maxCmdSN));
+  writeTags(h, p.itt, p.ttt);
+  writeStatSNs(h, p.statSN, p.expCmdSN, p.maxCmdSN);
   return finish(h, p.data, opts);
 }
 
@@ -306,7 +317,12 @@ export function encodeTextResponse(p: Omit<TextResponsePdu, 'opcode'>, opts?: Di
  * SCSI Data-In (target), the read hot path. StatSN and status are written only with statusPresent;
  * TTT defaults to 0xffffffff (no acknowledgement requested).
  */
-export function encodeDataIn(p: Omit<DataInPdu, 'opcode'>, opts?: DigestOptions): EncodedPdu {
+export function encodeDataIn(
+  p: Omit<DataInPdu, 'opcode'>,
+  opts?: DigestOptions,
+  /** DataSegmentLength when the data travels separately (zero-copy Data-In): the header alone is returned. */
+  dataLength?: number,
+): EncodedPdu {
   const s = p.statusPresent === true;
   const b1 =
     (p.final || s ? 0x80 : 0) |
@@ -314,14 +330,12 @@ export function encodeDataIn(p: Omit<DataInPdu, 'opcode'>, opts?: DigestOptions)
     (s && p.overflow ? 0x04 : 0) |
     (s && p.underflow ? 0x02 : 0) |
     (s ? 0x01 : 0);
-  const h = newHeader(Opcode.DataIn, b1, 0, p.data?.length ?? 0, opts);
+  const h = newHeader(Opcode.DataIn, b1, 0, dataLength ?? p.data?.length ?? 0, opts);
   if (s) h[3] = p.status ?? 0;
   writeLun(h, p.lun);
-  w32(h, 16, u32(p.itt));
-  w32(h, 20, p.ttt === undefined ? RESERVED_TAG : u32(p.ttt));
-  if (s) w32(h, 24, u32(p.statSN));
-  w32(h, 28, u32(p.expCmdSN));
-  w32(h, 32, u32(p.maxCmdSN));
+  writeTags(h, p.itt, p.ttt === undefined ? RESERVED_TAG : p.ttt);
+  // The header is zeroed, so StatSN 0 leaves the field as it is without status.
+  writeStatSNs(h, s ? p.statSN : 0, p.expCmdSN, p.maxCmdSN);
   w32(h, 36, u32(p.dataSN));
   w32(h, 40, u32(p.bufferOffset));
   if (s) w32(h, 44, u32(p.residualCount));
@@ -333,9 +347,7 @@ export function encodeLogoutResponse(p: Omit<LogoutResponsePdu, 'opcode'>, opts?
   const h = newHeader(Opcode.LogoutResponse, 0x80, 0, 0, opts);
   h[2] = p.response;
   w32(h, 16, u32(p.itt));
-  w32(h, 24, u32(p.statSN));
-  w32(h, 28, u32(p.expCmdSN));
-  w32(h, 32, u32(p.maxCmdSN));
+  writeStatSNs(h, p.statSN, p.expCmdSN, p.maxCmdSN);
   w16(h, 40, (p.time2Wait ?? 0) & 0xffff);
   w16(h, 42, (p.time2Retain ?? 0) & 0xffff);
   return finish(h, undefined, opts);
@@ -345,11 +357,8 @@ export function encodeLogoutResponse(p: Omit<LogoutResponsePdu, 'opcode'>, opts?
 export function encodeR2T(p: Omit<R2TPdu, 'opcode'>, opts?: DigestOptions): EncodedPdu {
   const h = newHeader(Opcode.R2T, 0x80, 0, 0, opts);
   writeLun(h, p.lun);
-  w32(h, 16, u32(p.itt));
-  w32(h, 20, u32(p.ttt));
-  w32(h, 24, u32(p.statSN));
-  w32(h, 28, u32(p.expCmdSN));
-  w32(h, 32, u32(p.maxCmdSN));
+  writeTags(h, p.itt, p.ttt);
+  writeStatSNs(h, p.statSN, p.expCmdSN, p.maxCmdSN);
   w32(h, 36, u32(p.r2tSN));
   w32(h, 40, u32(p.bufferOffset));
   w32(h, 44, u32(p.desiredDataTransferLength));
@@ -361,9 +370,7 @@ export function encodeAsyncMessage(p: Omit<AsyncMessagePdu, 'opcode'>, opts?: Di
   const h = newHeader(Opcode.AsyncMessage, 0x80, 0, p.data?.length ?? 0, opts);
   writeLun(h, p.lun);
   w32(h, 16, RESERVED_TAG);
-  w32(h, 24, u32(p.statSN));
-  w32(h, 28, u32(p.expCmdSN));
-  w32(h, 32, u32(p.maxCmdSN));
+  writeStatSNs(h, p.statSN, p.expCmdSN, p.maxCmdSN);
   h[36] = p.asyncEvent;
   h[37] = p.asyncVCode ?? 0;
   w16(h, 38, (p.parameter1 ?? 0) & 0xffff);
@@ -377,9 +384,7 @@ export function encodeReject(p: Omit<RejectPdu, 'opcode'>, opts?: DigestOptions)
   const h = newHeader(Opcode.Reject, 0x80, 0, p.data?.length ?? 0, opts);
   h[2] = p.reason;
   w32(h, 16, RESERVED_TAG);
-  w32(h, 24, u32(p.statSN));
-  w32(h, 28, u32(p.expCmdSN));
-  w32(h, 32, u32(p.maxCmdSN));
+  writeStatSNs(h, p.statSN, p.expCmdSN, p.maxCmdSN);
   w32(h, 36, u32(p.dataSN));
   return finish(h, p.data, opts);
 }

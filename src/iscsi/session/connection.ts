@@ -55,6 +55,7 @@ import { fixedSense, SenseKey, Status } from '../scsi/index.js';
 import { BufferCursor, encodeDataInParts } from './data-in.js';
 import type { IscsiTarget } from './target.js';
 import type { ConnectionInfo, ConnectionTransport, ItNexus, ScsiResult, SessionLimits } from './types.js';
+import { ConnectionWarnLimiter } from './warn-limiter.js';
 
 const EMPTY = Buffer.alloc(0);
 /** Login PDUs carry at most 8192 bytes (RFC 7143 §6.1) until MaxRecvDataSegmentLength takes effect. */
@@ -127,6 +128,11 @@ interface Task {
   solicited: number;
   /** Bytes charged to the pending-I/O account while executing. */
   charge: number;
+  /**
+   * Bytes charged to the target-wide budget: immediate and unsolicited data as it arrives, R2T bursts when
+   * solicited, then the execution charge (write data plus read buffer) until the command completes.
+   */
+  held: number;
   waitingBudget: boolean;
   failure: { status: number; sense: Buffer } | undefined;
   aborted: boolean;
@@ -183,10 +189,26 @@ export class IscsiConnection {
   private idleWaiters: (() => void)[] = [];
   private solicitedInFlight = 0;
   private budgetWaiters: Task[] = [];
+  /**
+   * The task that may solicit past the budgets (per-connection and target-wide) until it is done, so that one
+   * write per connection always completes: without it, tasks that each got part of their data could wait on
+   * each other's budget forever.
+   */
+  private r2tOwner: Task | undefined;
+  /** Bytes charged to the target-wide budget: the tasks' `held` plus queued output. */
+  private held = 0;
+  /** Data-Out sequences (unsolicited or R2T) the initiator still owes: reading must go on for them. */
+  private openSequences = 0;
+  /** The target nudged us: the shared budget has room again. */
+  private budgetWoken = false;
   /** Tasks ready to execute, waiting until pending I/O and output fit in maxPendingBytes. */
   private admission: Task[] = [];
   private closing = false;
   private settleScheduled = false;
+  private readonly runSettle = (): void => {
+    this.settleScheduled = false;
+    this.settle();
+  };
   private ended = false;
   private closed = false;
   private readonly onClosed: (() => void)[] = [];
@@ -195,6 +217,9 @@ export class IscsiConnection {
   private loginTimer: NodeJS.Timeout | undefined;
   private nopTimer: NodeJS.Timeout | undefined;
   private revokeTimer: NodeJS.Timeout | undefined;
+  /** Caps this connection's warning lines (a hostile peer can provoke one per PDU). */
+  private readonly warnings: ConnectionWarnLimiter;
+  private readonly logBase: object;
   private readonly log: {
     debug(o: object, m: string): void;
     info(o: object, m: string): void;
@@ -209,11 +234,14 @@ export class IscsiConnection {
     this.limits = target.limits;
     const base = { conn: this.id, remote: `${info.remoteAddress}:${info.remotePort}` };
     const l = target.logger;
+    const debug = (o: object, m: string) => l.debug({ ...base, ...o }, m);
+    this.warnings = new ConnectionWarnLimiter(target.warnings, debug);
     this.log = {
-      debug: (o, m) => l.debug({ ...base, ...o }, m),
+      debug,
       info: (o, m) => l.info({ ...base, ...o }, m),
-      warn: (o, m) => l.warn({ ...base, ...o }, m),
+      warn: (o, m) => this.warnings.warn({ ...base, ...o }, m),
     };
+    this.logBase = base;
     target.attach(this);
     this.loginTimer = setTimeout(() => {
       this.log.warn(
@@ -324,12 +352,19 @@ export class IscsiConnection {
     this.phase = 'closed';
     this.stopTimers();
     if (this.revokeTimer) clearTimeout(this.revokeTimer);
-    for (const t of this.tasks.values()) t.aborted = true;
+    for (const t of this.tasks.values()) {
+      t.aborted = true;
+      // An executing command's buffers stay in use until the SCSI layer returns; completed() releases them.
+      if (t.state !== 'executing') this.releaseTask(t);
+    }
     this.tasks.clear();
     this.early.clear();
+    this.hold(-this.outBytes);
     this.out = [];
     this.outBytes = 0;
+    this.openSequences = 0;
     this.budgetWaiters = [];
+    this.r2tOwner = undefined;
     this.admission = [];
     if (this.session) {
       this.log.info(
@@ -342,6 +377,7 @@ export class IscsiConnection {
         'iSCSI session closed',
       );
     }
+    this.warnings.summary(this.logBase);
     this.target.detach(this);
     for (const w of this.idleWaiters.splice(0)) w();
     for (const w of this.onClosed.splice(0)) w();
@@ -731,6 +767,7 @@ export class IscsiConnection {
       r2tSN: 0,
       solicited: 0,
       charge: 0,
+      held: 0,
       waitingBudget: false,
       failure: undefined,
       aborted: false,
@@ -746,6 +783,7 @@ export class IscsiConnection {
         this.fail(task, Cond.UNEXPECTED_UNSOLICITED_DATA);
       } else if (!task.failure) {
         addPieces(task.pieces, 0, pdu);
+        this.holdFor(task, dataLength);
       }
       task.received = dataLength;
     }
@@ -753,6 +791,7 @@ export class IscsiConnection {
     if (!pdu.final) {
       // Unsolicited Data-Out follows; it is absorbed even when not allowed, so the failure is reported once.
       if (!write || p.initialR2T) this.fail(task, Cond.UNEXPECTED_UNSOLICITED_DATA);
+      this.openSequences++;
       task.unsolicited = {
         ttt: RESERVED_TAG,
         offset: task.received,
@@ -799,10 +838,13 @@ export class IscsiConnection {
     } else if (!task.failure && length > 0) {
       addPieces(task.pieces, pdu.bufferOffset >>> 0, pdu);
       task.received += length;
+      // Solicited data was charged with its R2T.
+      if (seq.ttt === RESERVED_TAG) this.holdFor(task, length);
     }
     seq.dataSN = (seq.dataSN + 1) >>> 0;
     seq.received += length;
     if (pdu.final) {
+      this.openSequences--;
       if (seq.ttt === RESERVED_TAG) {
         task.unsolicited = undefined;
         task.nextOffset = Math.max(task.nextOffset, task.received);
@@ -830,24 +872,39 @@ export class IscsiConnection {
     this.solicit(task);
   }
 
-  /** Sends R2Ts within MaxOutstandingR2T, MaxBurstLength and the connection's solicited-bytes budget. */
+  /**
+   * Sends R2Ts within MaxOutstandingR2T, MaxBurstLength, the connection's solicited-bytes budget and the
+   * target-wide budget (a burst is charged to it when solicited). One task per connection, the r2tOwner,
+   * goes past both: it is taken by a blocked task that already holds solicited data (or by any when nothing
+   * is solicited), and held until that task is done, so neither budget can stall a connection.
+   */
   private solicit(task: Task): void {
     const p = this.params!;
     while (task.r2ts.size < p.maxOutstandingR2T && task.nextOffset < task.edtl) {
       const length = Math.min(p.maxBurstLength, task.edtl - task.nextOffset);
-      if (this.solicitedInFlight > 0 && this.solicitedInFlight + length > this.limits.maxSolicitedBytes) {
-        if (!task.waitingBudget) {
-          task.waitingBudget = true;
-          this.budgetWaiters.push(task);
+      if (this.r2tOwner !== task) {
+        const shared = !this.target.budgetFits(length);
+        if (shared || this.solicitedInFlight + length > this.limits.maxSolicitedBytes) {
+          if (this.r2tOwner === undefined && (task.solicited > 0 || this.solicitedInFlight === 0)) {
+            this.r2tOwner = task;
+          } else {
+            if (shared) this.target.waitForBudget(this);
+            if (!task.waitingBudget) {
+              task.waitingBudget = true;
+              this.budgetWaiters.push(task);
+            }
+            return;
+          }
         }
-        return;
       }
       const ttt = this.allocTtt();
       const seq: Sequence = { ttt, offset: task.nextOffset, length, received: 0, dataSN: 0 };
       task.r2ts.set(ttt, seq);
+      this.openSequences++;
       task.nextOffset += length;
       task.solicited += length;
       this.solicitedInFlight += length;
+      this.holdFor(task, length);
       this.enqueue(
         encodeR2T(
           {
@@ -871,6 +928,8 @@ export class IscsiConnection {
     if (task.failure) return;
     task.failure = { status: Status.CHECK_CONDITION, sense: fixedSense(key, asc) };
     task.pieces = [];
+    // The data is dropped, and what still arrives for it is not kept.
+    this.releaseTask(task);
   }
 
   private respondFailure(task: Task): void {
@@ -894,16 +953,51 @@ export class IscsiConnection {
     return (task.write ? task.edtl : 0) + task.expectedIn;
   }
 
+  /** Changes the bytes this connection holds, here and in the target-wide total. */
+  private hold(delta: number): void {
+    this.held += delta;
+    this.target.charge(delta);
+  }
+
+  private holdFor(task: Task, bytes: number): void {
+    task.held += bytes;
+    this.hold(bytes);
+  }
+
+  /** Returns everything a task holds to the target-wide budget. */
+  private releaseTask(task: Task): void {
+    const n = task.held;
+    if (n !== 0) {
+      task.held = 0;
+      this.hold(-n);
+    }
+  }
+
   /**
-   * Runs a task whose data is complete, unless that would take the connection past maxPendingBytes while
-   * something else is still executing: then it queues. Pausing the socket alone would not bound memory,
-   * since one received chunk can hold many commands.
+   * Whether a task must wait before it starts: it would take the connection past maxPendingBytes, or the
+   * target past its budget (then the target is asked for a nudge). The first task of a connection always
+   * starts, so neither bound can stall it.
+   */
+  private mustWait(task: Task): boolean {
+    if (this.executing === 0) return false;
+    const charge = this.charge(task);
+    if (this.load() + charge > this.limits.maxPendingBytes) return true;
+    // A write's data is charged already; only what starting adds (the read buffer) needs room.
+    const extra = charge - task.held;
+    if (extra > 0 && !this.target.budgetFits(extra)) {
+      this.target.waitForBudget(this);
+      return true;
+    }
+    return false;
+  }
+
+  /**
+   * Runs a task whose data is complete, unless that would take the connection past maxPendingBytes (or the
+   * target past its budget) while something else is still executing: then it queues. Pausing the socket
+   * alone would not bound memory, since one received chunk can hold many commands.
    */
   private execute(task: Task): void {
-    if (
-      this.admission.length > 0 ||
-      (this.executing > 0 && this.load() + this.charge(task) > this.limits.maxPendingBytes)
-    ) {
+    if (this.admission.length > 0 || this.mustWait(task)) {
       task.state = 'queued';
       this.admission.push(task);
       return;
@@ -918,7 +1012,7 @@ export class IscsiConnection {
         this.admission.shift();
         continue;
       }
-      if (this.executing > 0 && this.load() + this.charge(t) > this.limits.maxPendingBytes) return;
+      if (this.mustWait(t)) return;
       this.admission.shift();
       this.start(t);
     }
@@ -931,6 +1025,7 @@ export class IscsiConnection {
     task.pieces = [];
     task.charge = this.charge(task);
     this.pendingBytes += task.charge;
+    if (task.charge !== task.held) this.holdFor(task, task.charge - task.held);
     this.executing++;
     const s = this.session!;
     this.target.scsi
@@ -953,6 +1048,8 @@ export class IscsiConnection {
   private completed(task: Task, res: ScsiResult): void {
     this.pendingBytes -= task.charge;
     task.charge = 0;
+    // Also after the connection closed: the buffers were in use until now.
+    this.releaseTask(task);
     this.executing--;
     if (this.closed) return;
     const silent = task.aborted || res.aborted === true;
@@ -966,6 +1063,8 @@ export class IscsiConnection {
   private finish(task: Task): void {
     if (this.tasks.get(task.itt) === task) this.tasks.delete(task.itt);
     task.state = 'done';
+    this.releaseTask(task);
+    if (this.r2tOwner === task) this.r2tOwner = undefined;
     if (task.solicited > 0) {
       this.solicitedInFlight -= task.solicited;
       task.solicited = 0;
@@ -1058,7 +1157,8 @@ export class IscsiConnection {
           underflow,
           overflow,
           residualCount,
-          ...(data ? { data } : {}),
+          // Always present (EMPTY encodes no data segment): a conditional spread here took V8's slow path per response.
+          data: data ?? EMPTY,
         },
         this.digests,
       ),
@@ -1230,6 +1330,7 @@ export class IscsiConnection {
   private terminate(task: Task): void {
     task.aborted = true;
     task.pieces = [];
+    this.openSequences -= task.r2ts.size + (task.unsolicited ? 1 : 0);
     task.r2ts.clear();
     task.unsolicited = undefined;
     this.finish(task);
@@ -1297,18 +1398,7 @@ export class IscsiConnection {
       response = LogoutResponseCode.CidNotFound;
     }
     if (response !== LogoutResponseCode.Success) {
-      this.enqueue(
-        encodeLogoutResponse(
-          {
-            response,
-            itt: pdu.itt,
-            statSN: this.takeStatSN(),
-            expCmdSN: this.expCmdSN,
-            maxCmdSN: this.windowMax(),
-          },
-          this.digests,
-        ),
-      );
+      this.sendLogoutResponse(pdu.itt, response);
       return;
     }
     this.log.info({ initiator: s.initiatorName, reason: pdu.reasonCode }, 'iSCSI logout');
@@ -1319,11 +1409,17 @@ export class IscsiConnection {
     this.terminateCollecting(() => true);
     await this.waitIdle(this.limits.drainTimeoutMs);
     if (this.closed) return;
+    this.sendLogoutResponse(pdu.itt, response);
+    this.close('logout');
+  }
+
+  /** Queues a Logout Response; Time2Wait and Time2Retain are 0 since no connection state is kept to recover. */
+  private sendLogoutResponse(itt: number, response: number): void {
     this.enqueue(
       encodeLogoutResponse(
         {
           response,
-          itt: pdu.itt,
+          itt,
           statSN: this.takeStatSN(),
           expCmdSN: this.expCmdSN,
           maxCmdSN: this.windowMax(),
@@ -1333,7 +1429,6 @@ export class IscsiConnection {
         this.digests,
       ),
     );
-    this.close('logout');
   }
 
   /** Resolves once no command is executing, or after `timeoutMs`. */
@@ -1373,7 +1468,10 @@ export class IscsiConnection {
   private enqueue(parts: Buffer[]): void {
     if (this.closed) return;
     this.out.push(parts);
-    for (const b of parts) this.outBytes += b.length;
+    let bytes = 0;
+    for (const b of parts) bytes += b.length;
+    this.outBytes += bytes;
+    this.hold(bytes);
   }
 
   private allocTtt(): number {
@@ -1391,16 +1489,32 @@ export class IscsiConnection {
     if (this.closed) return;
     // Large Data-In gains nothing from waiting for company: one writev already carries plenty.
     if (this.outBytes >= EAGER_FLUSH_BYTES) this.flush();
+    this.scheduleSettle();
+  }
+
+  private scheduleSettle(): void {
     if (this.settleScheduled) return;
     this.settleScheduled = true;
-    setImmediate(() => {
-      this.settleScheduled = false;
-      this.settle();
-    });
+    setImmediate(this.runSettle);
+  }
+
+  /**
+   * Called by the target when its budget fell to the low-water mark while we waited on it: re-check what
+   * waited (reading, R2Ts, command starts) at the end of this turn. Only schedules, as the target is walking
+   * its set of waiters.
+   */
+  budgetFreed(): void {
+    if (this.closed) return;
+    this.budgetWoken = true;
+    this.scheduleSettle();
   }
 
   private settle(): void {
     if (this.closed) return;
+    if (this.budgetWoken) {
+      this.budgetWoken = false;
+      if (this.budgetWaiters.length > 0) this.serveBudgetWaiters();
+    }
     this.flush();
     this.admit();
     if (this.closed) return;
@@ -1416,11 +1530,19 @@ export class IscsiConnection {
     const load = this.pendingBytes + this.outBytes + this.transport.bufferedBytes;
     const overloaded =
       load > this.limits.maxPendingBytes || this.tasks.size >= this.limits.queueDepth + IMMEDIATE_SLACK;
-    if (overloaded && !this.paused) {
+    // The target-wide budget: over it (once paused, until it falls to the low-water mark) a connection stops
+    // reading, unless it holds nothing (so each connection always gets a command through) or the initiator
+    // owes it data for an open sequence (that data is charged already, and what holds the budget needs it).
+    const starved = this.held > 0 && this.openSequences === 0 && this.target.overBudget(this.paused);
+    if (starved) this.target.waitForBudget(this);
+    if ((overloaded || starved) && !this.paused) {
       this.paused = true;
-      this.log.debug({ load, tasks: this.tasks.size }, 'backpressure: reading paused');
+      this.log.debug(
+        { load, tasks: this.tasks.size, held: this.held, targetHeld: this.target.pendingBytes },
+        starved ? 'target-wide memory budget exhausted: reading paused' : 'backpressure: reading paused',
+      );
       this.transport.pause();
-    } else if (!overloaded && this.paused && load <= this.limits.maxPendingBytes / 2) {
+    } else if (!overloaded && !starved && this.paused && load <= this.limits.maxPendingBytes / 2) {
       this.paused = false;
       this.transport.resume();
     }
@@ -1440,6 +1562,7 @@ export class IscsiConnection {
       }
       this.out.splice(0, n);
       this.outBytes -= bytes;
+      this.hold(-bytes);
       if (!this.transport.write(batch)) this.congested = true;
     }
   }

@@ -1,8 +1,9 @@
-import { crc32c, crc32c48 } from '../crc32c.js';
+import { crc32c } from '../crc32c.js';
 import type { DataInPdu, DigestOptions } from '../pdu/index.js';
-import { BHS_LENGTH, encodeDataIn } from '../pdu/index.js';
+import { encodeDataIn } from '../pdu/index.js';
 
 const PAD: readonly Buffer[] = [Buffer.alloc(0), Buffer.alloc(1), Buffer.alloc(2), Buffer.alloc(3)];
+const HEADER_DIGEST_ONLY: DigestOptions = { headerDigest: true };
 
 /**
  * Data-In whose data segment is one buffer or several (a PDU boundary that falls across two read buffers):
@@ -17,16 +18,8 @@ export function encodeDataInParts(
   // spread of this size takes V8's slow define path and leaves an object every encodeDataIn load misses on).
   let length = 0;
   for (const b of parts) length += b.length;
-  const bare = encodeDataIn(p)[0]!;
-  bare[5] = length >>> 16;
-  bare[6] = (length >>> 8) & 0xff;
-  bare[7] = length & 0xff;
-  let header = bare;
-  if (opts.headerDigest) {
-    header = Buffer.alloc(BHS_LENGTH + 4);
-    bare.copy(header);
-    header.writeUInt32LE(crc32c48(header), BHS_LENGTH);
-  }
+  // The header alone, already carrying the total length (and its digest over that).
+  const header = encodeDataIn(p, opts.headerDigest ? HEADER_DIGEST_ONLY : undefined, length)[0]!;
   const out: Buffer[] = parts.length === 1 ? [header, parts[0]!] : [header, ...parts];
   const pad = (4 - (length & 3)) & 3;
   if (opts.dataDigest) {

@@ -22,6 +22,7 @@ import {
   type ScsiExecutor,
   type SessionLimits,
 } from './types.js';
+import { TargetWarnLimiter } from './warn-limiter.js';
 
 export interface IscsiTargetOptions {
   targetName: string;
@@ -46,6 +47,8 @@ export class IscsiTarget {
   readonly portalGroupTag: number;
   readonly scsi: ScsiExecutor;
   readonly logger: IscsiLogger;
+  /** Target-wide cap on warning lines, shared by every connection. */
+  readonly warnings: TargetWarnLimiter;
   readonly limits: Readonly<SessionLimits>;
   readonly loginParams: Partial<TargetParams> | undefined;
   readonly throttle: LoginThrottleLike | undefined;
@@ -56,6 +59,13 @@ export class IscsiTarget {
   private readonly nexusOwners = new Map<string, IscsiConnection>();
   private nextTsih = 1;
   private stopping = false;
+  /** Bytes all connections hold (see SessionLimits.maxTargetPendingBytes), kept up to date incrementally. */
+  private held = 0;
+  private readonly budget: number;
+  /** Low-water mark: connections waiting on the budget are woken when the total falls to this. */
+  private readonly budgetLow: number;
+  /** Connections held back by the target-wide budget (paused, or an R2T or command start deferred). */
+  private readonly budgetWaiters = new Set<IscsiConnection>();
 
   constructor(opts: IscsiTargetOptions) {
     this.targetName = opts.targetName;
@@ -63,7 +73,10 @@ export class IscsiTarget {
     this.portalGroupTag = opts.portalGroupTag ?? 1;
     this.scsi = opts.scsi;
     this.logger = opts.logger ?? NULL_LOGGER;
+    this.warnings = new TargetWarnLimiter(this.logger);
     this.limits = { ...DEFAULT_SESSION_LIMITS, ...opts.limits };
+    this.budget = this.limits.maxTargetPendingBytes;
+    this.budgetLow = Math.floor(this.budget / 2);
     this.loginParams = opts.loginParams;
     this.throttle = opts.throttle;
   }
@@ -163,6 +176,54 @@ export class IscsiTarget {
     return [...this.sessions.values()];
   }
 
+  // ---- target-wide memory budget ----
+
+  /** Bytes all connections hold right now (see SessionLimits.maxTargetPendingBytes). */
+  get pendingBytes(): number {
+    return this.held;
+  }
+
+  /**
+   * Whether `bytes` more fit in the target-wide budget. Callers that hold nothing of the kind being
+   * admitted go ahead regardless (one per connection), so a full budget never deadlocks.
+   */
+  budgetFits(bytes: number): boolean {
+    return this.held + bytes <= this.budget;
+  }
+
+  /** Whether the total is over the budget (`stillHeld`: a connection already paused waits for the low-water mark). */
+  overBudget(stillHeld: boolean): boolean {
+    return this.held > (stillHeld ? this.budgetLow : this.budget);
+  }
+
+  /**
+   * A connection's change of the bytes it holds (negative: released). O(1); on a release that leaves the
+   * total at or under the low-water mark, the connections waiting on the budget are nudged.
+   */
+  charge(delta: number): void {
+    this.held += delta;
+    if (delta < 0 && this.held <= this.budgetLow && this.budgetWaiters.size > 0) this.wakeBudgetWaiters();
+  }
+
+  /**
+   * Registers a connection held back by the budget. Without this nudge a paused connection would never see
+   * another event of its own, and would stay paused for good.
+   */
+  waitForBudget(conn: IscsiConnection): void {
+    if (!conn.isClosed) this.budgetWaiters.add(conn);
+  }
+
+  /** Connections currently waiting on the target-wide budget (for tests and inspection). */
+  get budgetWaiterCount(): number {
+    return this.budgetWaiters.size;
+  }
+
+  private wakeBudgetWaiters(): void {
+    // budgetFreed() only schedules work, so nothing re-enters charge() while the set is walked.
+    for (const c of this.budgetWaiters) c.budgetFreed();
+    this.budgetWaiters.clear();
+  }
+
   /** Called by a connection when it is created. */
   attach(conn: IscsiConnection): void {
     this.connections.add(conn);
@@ -200,6 +261,7 @@ export class IscsiTarget {
   /** Called once when a connection is gone. */
   detach(conn: IscsiConnection): void {
     this.connections.delete(conn);
+    this.budgetWaiters.delete(conn);
     const s = conn.sessionInfo;
     if (!s) return;
     if (this.sessions.get(s.tsih) === conn) this.sessions.delete(s.tsih);

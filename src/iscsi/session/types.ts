@@ -60,14 +60,29 @@ export interface ConnectionInfo {
   localPort: number;
 }
 
-/** Per-connection bounds and timers. */
+/** Per-connection bounds and timers, and the one target-wide memory budget. */
 export interface SessionLimits {
   /** CmdSN window: commands a session may have outstanding (MaxCmdSN = ExpCmdSN + depth − 1 when idle). */
   queueDepth: number;
   /** Reading stops while executing I/O plus unsent output exceed this many bytes. */
   maxPendingBytes: number;
-  /** Bytes solicited by R2Ts and not yet executed, per connection; further R2Ts wait. */
+  /**
+   * Bytes solicited by R2Ts and not yet executed, per connection; further R2Ts wait, except those of one
+   * write at a time, which always gets all its data (else a write larger than this could never complete).
+   */
   maxSolicitedBytes: number;
+  /**
+   * Target-wide: bytes all connections together hold — write data received or solicited and not yet
+   * executed (immediate and unsolicited data as it arrives, an R2T's burst when it is sent), the write data
+   * and read buffers of executing commands, and output queued for the socket. Over it, a connection that
+   * holds anything stops reading (unless the initiator still owes it data for an open Data-Out sequence),
+   * further R2Ts and command starts wait, and waiting connections are woken once the total falls to half.
+   * So that nothing deadlocks, each connection may always start one command (when none of its own is
+   * executing) and complete one write's R2Ts; the worst case is therefore this budget plus about one
+   * command per connection, plus the unsolicited data (≤ FirstBurstLength each) of commands an initiator
+   * sent ahead while the connection kept reading for an open sequence.
+   */
+  maxTargetPendingBytes: number;
   /** Largest ExpectedDataTransferLength accepted; larger commands fail with CHECK CONDITION. */
   maxCommandBytes: number;
   /** A login must complete within this time. */
@@ -86,6 +101,7 @@ export const DEFAULT_SESSION_LIMITS: Readonly<SessionLimits> = Object.freeze({
   queueDepth: 128,
   maxPendingBytes: 64 * 1024 * 1024,
   maxSolicitedBytes: 32 * 1024 * 1024,
+  maxTargetPendingBytes: 512 * 1024 * 1024,
   // The SCSI layer's own cap (64 MiB per command) plus room for an EDTL a little above the CDB's length.
   maxCommandBytes: 64 * 1024 * 1024 + 65536,
   loginTimeoutMs: 15_000,

@@ -12,14 +12,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { type DigestOptions, encodeLoginRequest } from '../../../src/iscsi/pdu/index.js';
-import {
-  FullFeatureGen,
-  garbageText,
-  loginPdu,
-  mutateBytes,
-  randomChunks,
-  STANDARD_OFFER,
-} from './corpus.js';
+import { loginPdu } from '../pdu/fixtures.js';
+import { FullFeatureGen, garbageText, mutateBytes, randomChunks, STANDARD_OFFER } from './corpus.js';
 import {
   connect,
   FUZZ_INIT,
@@ -134,24 +128,9 @@ async function goodLogin(
     ? `InitiatorName=${FUZZ_INIT}\0SessionType=Discovery\0`
     : `InitiatorName=${FUZZ_INIT}\0SessionType=Normal\0TargetName=${FUZZ_TARGET}\0`;
   c.conn.receive(
-    Buffer.concat(
-      encodeLoginRequest({
-        transit: true,
-        csg: 1,
-        nsg: 3,
-        versionMax: 0,
-        versionMin: 0,
-        isid,
-        tsih: 0,
-        itt: 1,
-        cid: 1,
-        cmdSN: 1,
-        expStatSN: 0,
-        data: Buffer.concat([
-          Buffer.from(identity),
-          Buffer.from(offer.map(([k, v]) => `${k}=${v}\0`).join('')),
-        ]),
-      }),
+    loginPdu(
+      Buffer.concat([Buffer.from(identity), Buffer.from(offer.map(([k, v]) => `${k}=${v}\0`).join(''))]),
+      { isid },
     ),
   );
   await tick();
@@ -186,6 +165,7 @@ describe('fuzz: connection state machine (in process, real SCSI layer)', () => {
       const world = makeWorld({
         queueDepth: QUEUE_DEPTH,
         maxPendingBytes: rng.pick([64 * 1024 * 1024, 1024 * 1024]),
+        maxTargetPendingBytes: rng.pick([512 * 1024 * 1024, 2 * 1024 * 1024]),
       });
       // State of the guarded LU that nothing FUZZ_INIT does may change.
       world.guardedLu.softwareWriteProtect = true;
@@ -344,6 +324,9 @@ describe('fuzz: connection state machine (in process, real SCSI layer)', () => {
         0,
         `I_T nexus state leaked in the SCSI layer (seed ${seed} world ${w})`,
       );
+      // Every byte charged to the target-wide memory budget was given back.
+      for (let k = 0; k < 50 && world.target.pendingBytes !== 0; k++) await tick(5);
+      assert.equal(world.target.pendingBytes, 0, `target-wide budget leaked (seed ${seed} world ${w})`);
       // Nothing FUZZ_INIT did reached the LU of the CHAP initiator.
       const pages = (world.guardedStore as unknown as { pages: Map<number, Buffer> }).pages;
       assert.equal(pages.size, 0, `the guarded LU was written (seed ${seed} world ${w})`);

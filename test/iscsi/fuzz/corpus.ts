@@ -11,7 +11,6 @@ import {
   type DecodedPdu,
   type DigestOptions,
   encodeDataOut,
-  encodeLoginRequest,
   encodeLogoutRequest,
   encodeNopOut,
   encodeScsiCommand,
@@ -20,6 +19,7 @@ import {
   encodeTextRequest,
   lunField,
 } from '../../../src/iscsi/pdu/index.js';
+import { loginPdu } from '../pdu/fixtures.js';
 import type { Rng } from './prng.js';
 
 const INTERESTING8 = [0x00, 0x01, 0x7f, 0x80, 0xff, 0x3f, 0x40, 0xc0] as const;
@@ -634,41 +634,6 @@ export function garbageText(rng: Rng): Buffer {
     else if (style === 6) parts.push(Buffer.from(`${'K'.repeat(rng.range(60, 70))}=v\0`));
     else parts.push(rng.bytes(rng.range(1, 40)));
   }
-  return Buffer.concat(parts);
-}
-
-export interface LoginPduOpts {
-  isid?: Buffer;
-  tsih?: number;
-  cid?: number;
-  itt?: number;
-  cmdSN?: number;
-  expStatSN?: number;
-  csg?: number;
-  nsg?: number;
-  transit?: boolean;
-  continue?: boolean;
-  versionMin?: number;
-  versionMax?: number;
-}
-
-export function loginPdu(data: Buffer | KeyValue[], o: LoginPduOpts = {}): Buffer {
-  const parts = encodeLoginRequest({
-    immediate: true,
-    transit: o.transit ?? true,
-    continue: o.continue ?? false,
-    csg: o.csg ?? 1,
-    nsg: o.nsg ?? 3,
-    versionMax: o.versionMax ?? 0,
-    versionMin: o.versionMin ?? 0,
-    isid: o.isid ?? Buffer.from('400000000001', 'hex'),
-    tsih: o.tsih ?? 0,
-    itt: o.itt ?? 1,
-    cid: o.cid ?? 1,
-    cmdSN: o.cmdSN ?? 1,
-    expStatSN: o.expStatSN ?? 0,
-    data: Buffer.isBuffer(data) ? data : encodeText(data),
-  });
   return Buffer.concat(parts);
 }
 

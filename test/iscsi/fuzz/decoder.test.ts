@@ -7,14 +7,8 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { crc32c } from '../../../src/iscsi/crc32c.js';
 import { type DecodedPdu, PduDecoder, ProtocolError } from '../../../src/iscsi/pdu/index.js';
-import {
-  FullFeatureGen,
-  garbageText,
-  loginPdu,
-  mutateBytes,
-  randomChunks,
-  STANDARD_OFFER,
-} from './corpus.js';
+import { loginPdu } from '../pdu/fixtures.js';
+import { FullFeatureGen, garbageText, mutateBytes, randomChunks, STANDARD_OFFER } from './corpus.js';
 import { announceSeed, fuzzSeed, Rng, scaled } from './prng.js';
 
 interface Outcome {

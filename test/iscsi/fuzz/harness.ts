@@ -6,15 +6,15 @@
  */
 import type { ChapCredentials } from '../../../src/exports/types.js';
 import { type BackingStore, LogicalUnit } from '../../../src/iscsi/lu/index.js';
-import { type DecodedPdu, PduDecoder, ProtocolError } from '../../../src/iscsi/pdu/index.js';
+import { type DecodedPdu, type PduDecoder, ProtocolError } from '../../../src/iscsi/pdu/index.js';
 import { ScsiTarget } from '../../../src/iscsi/scsi/index.js';
 import {
-  type ConnectionTransport,
   IscsiConnection,
   type IscsiLogger,
   IscsiTarget,
   type SessionLimits,
 } from '../../../src/iscsi/session/index.js';
+import { DecodingTransport } from '../session/helpers.js';
 import type { LoginIdentities } from './login-gen.js';
 import { SequenceChecker } from './sequence.js';
 
@@ -196,16 +196,10 @@ export function makeWorld(limits: Partial<SessionLimits> = {}): FuzzWorld {
 }
 
 /** Transport that decodes the target's output as an initiator and keeps count of what it holds. */
-export class FuzzTransport implements ConnectionTransport {
-  conn!: IscsiConnection;
-  bufferedBytes = 0;
-  paused = false;
-  ended = false;
-  destroyed = false;
+export class FuzzTransport extends DecodingTransport {
   /** Whether write() reports backpressure (a peer that does not read). */
   congested = false;
   outBytes = 0;
-  readonly decoder = new PduDecoder({ role: 'initiator', maxDataSegmentLength: 16 * 1024 * 1024 });
   readonly received: DecodedPdu[] = [];
   /** Output the initiator side could not decode: the target framed something wrong. */
   outputErrors: string[] = [];
@@ -230,18 +224,9 @@ export class FuzzTransport implements ConnectionTransport {
     }
     return !this.congested;
   }
-  pause(): void {
-    this.paused = true;
-  }
-  resume(): void {
-    this.paused = false;
-  }
-  end(): void {
-    this.ended = true;
-    queueMicrotask(() => this.conn.transportClosed());
-  }
-  destroy(): void {
-    this.destroyed = true;
+  // Like a real socket, destroy() reports the close to the connection (the session tests' transport does not).
+  override destroy(): void {
+    super.destroy();
     queueMicrotask(() => this.conn.transportClosed());
   }
   take(): DecodedPdu[] {

@@ -20,6 +20,10 @@ export class FuzzPeer {
   keep = true;
   /** Numbering of the target's PDUs on this connection. */
   readonly sequence = new SequenceChecker();
+  /** The last few PDUs decoded, so a framing error says what came before it. */
+  private recent: string[] = [];
+  private digests = { header: false, data: false };
+  private armed: { header: boolean; data: boolean } | undefined;
 
   private constructor(readonly socket: Socket) {
     socket.on('data', (c: Buffer) => {
@@ -29,12 +33,28 @@ export class FuzzPeer {
       try {
         for (let p = this.dec.next(); p; p = this.dec.next()) {
           this.received++;
+          // Digests start with the PDU right after the final login response (RFC 7143 §13.1), which may sit
+          // in this very chunk (an Async Message sent at once): switch before decoding it, as initiators do.
+          const login = p as { transit?: boolean; nsg?: number; statusClass?: number };
+          if (
+            this.armed &&
+            p.opcode === 0x23 &&
+            login.transit &&
+            login.nsg === 3 &&
+            login.statusClass === 0
+          ) {
+            this.setDigests(this.armed);
+            this.armed = undefined;
+          }
           this.sequence.check(p);
+          this.recent.push(`0x${p.opcode.toString(16)}/itt=${p.itt}/len=${p.data.length}`);
+          if (this.recent.length > 4) this.recent.shift();
           if (this.keep) this.box.push(p);
           if (this.box.length > 1000) this.box.splice(0, 500);
         }
       } catch (err) {
-        this.decodeError = (err as Error).message;
+        const d = `hd=${this.digests.header} dd=${this.digests.data}`;
+        this.decodeError = `${(err as Error).message} [${d}; after ${this.recent.join(', ') || 'nothing'}; chunk ${c.length} B: ${c.subarray(0, 160).toString('hex')}]`;
       }
       for (const w of this.waiters.splice(0)) w();
     });
@@ -64,8 +84,14 @@ export class FuzzPeer {
     });
   }
 
+  /** Digests to switch to when the final (successful) login response arrives. */
+  armDigests(d: { header: boolean; data: boolean }): void {
+    this.armed = { ...d };
+  }
+
   /** Switches the decoder to the digests negotiated at login. */
   setDigests(d: { header: boolean; data: boolean }): void {
+    this.digests = { ...d };
     this.dec.setDigests(d);
   }
 

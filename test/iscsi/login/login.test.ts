@@ -1,21 +1,15 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { describe, test } from 'node:test';
-import {
-  encodeText,
-  type KeyValue,
-  LoginHandler,
-  type LoginOptions,
-  parseText,
-} from '../../../src/iscsi/login/index.js';
+import { type KeyValue, LoginHandler, type LoginOptions, parseText } from '../../../src/iscsi/login/index.js';
 import {
   concatPdu,
   decodePdu,
-  encodeLoginRequest,
   encodeLoginResponse,
   LoginStatus,
   PduDecoder,
 } from '../../../src/iscsi/pdu/index.js';
+import { loginPdu } from '../pdu/fixtures.js';
 import {
   asObject,
   chap,
@@ -743,24 +737,12 @@ describe('login over the wire codec', () => {
     const handler = new LoginHandler(makePolicy());
     const target = new PduDecoder();
     const initiator = new PduDecoder({ role: 'initiator' });
-    const wire = concatPdu(
-      encodeLoginRequest({
-        transit: true,
-        csg: 1,
-        nsg: 3,
-        versionMax: 0,
-        versionMin: 0,
-        isid: ISID,
-        tsih: 0,
-        itt: 1,
-        cid: 0,
-        cmdSN: 5,
-        expStatSN: 0,
-        data: encodeText([
-          ...IDENT,
-          ...LIBISCSI_OFFER.map(([k, v]): KeyValue => (k === 'HeaderDigest' ? [k, 'CRC32C'] : [k, v])),
-        ]),
-      }),
+    const wire = loginPdu(
+      [
+        ...IDENT,
+        ...LIBISCSI_OFFER.map(([k, v]): KeyValue => (k === 'HeaderDigest' ? [k, 'CRC32C'] : [k, v])),
+      ],
+      { isid: ISID, cid: 0, cmdSN: 5 },
     );
     // Delivered in two TCP segments.
     target.push(wire.subarray(0, 61));

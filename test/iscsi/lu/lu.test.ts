@@ -8,6 +8,7 @@ import { FileBackingStore } from '../../../src/iscsi/lu/backing-store.js';
 import { LogicalUnit, naaRegisteredExtended } from '../../../src/iscsi/lu/logical-unit.js';
 import { PersistentReservations, PrType } from '../../../src/iscsi/lu/persistent-reservations.js';
 import { RangeLock } from '../../../src/iscsi/lu/range-lock.js';
+import { preadNowait } from '../../../src/native/index.js';
 import { cliFileOps, havePython, MemoryPrStore } from '../scsi/helpers.js';
 
 let dir: string;
@@ -89,6 +90,76 @@ describe('FileBackingStore', () => {
       await s.close();
     }
     await assert.rejects(s.read(0, 512), /closed/);
+  });
+
+  test('writes issued in one turn are merged where contiguous and each lands where it was aimed', async () => {
+    const path = join(dir, 'merge.img');
+    const blocks = 96;
+    await writeFile(path, Buffer.alloc(blocks * 4096));
+    const s = await FileBackingStore.open(path);
+    try {
+      const block = (i: number) => Buffer.alloc(4096, (i * 37 + 1) & 0xff);
+      // Out of order, with gaps, some as several buffers, one empty: sorting and merging must keep offsets.
+      const order = [5, 3, 4, 90, 6, 0, 2, 1, 40, 41, 43, 42, 7];
+      const writes = order.map((i) =>
+        i % 3 === 0
+          ? s.write(i * 4096, [block(i).subarray(0, 1000), Buffer.alloc(0), block(i).subarray(1000)])
+          : s.write(i * 4096, block(i)),
+      );
+      writes.push(s.write(50 * 4096, []));
+      await Promise.all(writes);
+      const back = await readFile(path);
+      for (let i = 0; i < blocks; i++) {
+        const want = order.includes(i) ? block(i) : Buffer.alloc(4096);
+        assert.deepEqual(back.subarray(i * 4096, (i + 1) * 4096), want, `block ${i}`);
+      }
+      // A run longer than one writev's buffer limit still lands whole.
+      const many = Array.from({ length: 1200 }, (_, i) => s.write(i * 8, Buffer.alloc(8, i & 0xff)));
+      await Promise.all(many);
+      const again = await readFile(path);
+      for (let i = 0; i < 1200; i++)
+        assert.ok(again.subarray(i * 8, i * 8 + 8).every((b) => b === (i & 0xff)));
+    } finally {
+      await s.close();
+    }
+  });
+
+  test('preadNowait answering -2 (not supported here) is not asked again', async () => {
+    const path = join(dir, 'nowait-unsupported.img');
+    await writeFile(path, Buffer.alloc(16 * 1024, 0x42));
+    let calls = 0;
+    const s = await FileBackingStore.open(path, {
+      ops: {
+        preadNowait: () => {
+          calls++;
+          return -2;
+        },
+      },
+    });
+    try {
+      assert.deepEqual(await s.read(0, 4096), Buffer.alloc(4096, 0x42));
+      assert.deepEqual(await s.read(4096, 4096), Buffer.alloc(4096, 0x42));
+      assert.equal(calls, 1);
+    } finally {
+      await s.close();
+    }
+  });
+
+  test('the real addon serves cached reads without the threadpool and falls back past the end', async () => {
+    const path = join(dir, 'nowait-real.img');
+    const content = Buffer.alloc(32 * 1024);
+    for (let i = 0; i < content.length; i++) content[i] = (i * 5) & 0xff;
+    await writeFile(path, content);
+    const s = await FileBackingStore.open(path, { ops: { preadNowait } });
+    try {
+      assert.deepEqual(await s.read(4096, 8192), content.subarray(4096, 12288));
+      // Past the end: the addon reads short, the ordinary path zero-fills.
+      const tail = await s.read(28 * 1024, 8192);
+      assert.deepEqual(tail.subarray(0, 4096), content.subarray(28 * 1024));
+      assert.ok(tail.subarray(4096).every((b) => b === 0));
+    } finally {
+      await s.close();
+    }
   });
 
   test('only offers thin-provisioning operations that were injected, and none read-only', async () => {

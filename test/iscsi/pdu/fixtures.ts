@@ -1,4 +1,5 @@
-import type { Pdu } from '../../../src/iscsi/pdu/index.js';
+import { encodeText, type KeyValue } from '../../../src/iscsi/login/index.js';
+import { encodeLoginRequest, type Pdu } from '../../../src/iscsi/pdu/index.js';
 
 const bytes = (n: number, seed = 1) =>
   Buffer.from(Array.from({ length: n }, (_, i) => (i * 31 + seed) & 0xff));
@@ -216,4 +217,44 @@ export function samplePdus(): Pdu[] {
       data: bytes(48, 7),
     },
   ];
+}
+
+/** Login Request fields that {@link loginPdu} lets a caller change from its defaults. */
+export interface LoginPduOpts {
+  isid?: Buffer;
+  tsih?: number;
+  cid?: number;
+  itt?: number;
+  cmdSN?: number;
+  expStatSN?: number;
+  csg?: number;
+  nsg?: number;
+  transit?: boolean;
+  continue?: boolean;
+  versionMin?: number;
+  versionMax?: number;
+}
+
+/**
+ * One encoded Login Request: by default a single-PDU login from the operational stage straight to full
+ * feature phase (ITT 1, CID 1, CmdSN 1), carrying `data` or the text encoding of the keys.
+ */
+export function loginPdu(data: Buffer | KeyValue[], o: LoginPduOpts = {}): Buffer {
+  const parts = encodeLoginRequest({
+    immediate: true,
+    transit: o.transit ?? true,
+    continue: o.continue ?? false,
+    csg: o.csg ?? 1,
+    nsg: o.nsg ?? 3,
+    versionMax: o.versionMax ?? 0,
+    versionMin: o.versionMin ?? 0,
+    isid: o.isid ?? Buffer.from('400000000001', 'hex'),
+    tsih: o.tsih ?? 0,
+    itt: o.itt ?? 1,
+    cid: o.cid ?? 1,
+    cmdSN: o.cmdSN ?? 1,
+    expStatSN: o.expStatSN ?? 0,
+    data: Buffer.isBuffer(data) ? data : encodeText(data),
+  });
+  return Buffer.concat(parts);
 }

@@ -2,12 +2,12 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import {
   type DecodedPdu,
-  encodeLoginRequest,
   encodeNopOut,
   encodeScsiCommand,
   encodeSnackRequest,
   lunField,
 } from '../../../src/iscsi/pdu/index.js';
+import { loginPdu } from '../pdu/fixtures.js';
 import { type ExecCall, GOOD, offer, read10, setup, TUR, textOf, write10 } from './helpers.js';
 
 type Of<O extends number> = Extract<DecodedPdu, { opcode: O }>;
@@ -300,21 +300,7 @@ describe('session: hostile and malformed input', () => {
     rej = await ini.expect(is(0x3f));
     assert.equal(rej.reason, 0x04);
     assert.equal(ini.conn.isClosed, false);
-    ini.send(
-      encodeLoginRequest({
-        transit: true,
-        csg: 1,
-        nsg: 3,
-        versionMax: 0,
-        versionMin: 0,
-        isid: Buffer.alloc(6),
-        tsih: 0,
-        itt: 1,
-        cid: 1,
-        cmdSN: 1,
-        expStatSN: 0,
-      }),
-    );
+    ini.send(loginPdu(Buffer.alloc(0), { isid: Buffer.alloc(6) }));
     await ini.settle();
     assert.equal(ini.conn.isClosed, true);
   });

@@ -4,7 +4,6 @@ import {
   type DecodedPdu,
   type DigestOptions,
   encodeDataOut,
-  encodeLoginRequest,
   encodeLogoutRequest,
   encodeNopOut,
   encodeScsiCommand,
@@ -22,31 +21,26 @@ import {
   type ScsiExecutor,
   type SessionLimits,
 } from '../../../src/iscsi/session/index.js';
+import { loginPdu } from '../pdu/fixtures.js';
 
 export const TARGET = 'iqn.2024-01.test:target';
 export const INIT = 'iqn.2024-01.test:host1';
 export const INIT2 = 'iqn.2024-01.test:host2';
 export const ISID = Buffer.from('400001370001', 'hex');
 
-/** Records everything the connection writes and decodes it as an initiator would. */
-export class FakeTransport implements ConnectionTransport {
+/**
+ * A fake transport that records flow control and closing and has a decoder for the target's output, as an
+ * initiator would; subclasses decide what write() does with the bytes.
+ */
+export abstract class DecodingTransport implements ConnectionTransport {
   conn!: IscsiConnection;
   bufferedBytes = 0;
-  writable = true;
   paused = false;
   ended = false;
   destroyed = false;
-  writes = 0;
   readonly decoder = new PduDecoder({ role: 'initiator', maxDataSegmentLength: 16 * 1024 * 1024 });
-  /** Raw buffer lists as handed to write(), to check zero-copy. */
-  readonly rawWrites: (readonly Buffer[])[] = [];
 
-  write(parts: readonly Buffer[]): boolean {
-    this.writes++;
-    this.rawWrites.push(parts);
-    this.decoder.push(Buffer.concat(parts));
-    return this.writable;
-  }
+  abstract write(parts: readonly Buffer[]): boolean;
   pause(): void {
     this.paused = true;
   }
@@ -59,6 +53,21 @@ export class FakeTransport implements ConnectionTransport {
   }
   destroy(): void {
     this.destroyed = true;
+  }
+}
+
+/** Records everything the connection writes and decodes it as an initiator would. */
+export class FakeTransport extends DecodingTransport {
+  writable = true;
+  writes = 0;
+  /** Raw buffer lists as handed to write(), to check zero-copy. */
+  readonly rawWrites: (readonly Buffer[])[] = [];
+
+  write(parts: readonly Buffer[]): boolean {
+    this.writes++;
+    this.rawWrites.push(parts);
+    this.decoder.push(Buffer.concat(parts));
+    return this.writable;
   }
 }
 
@@ -299,20 +308,7 @@ export class TestInitiator {
       ...(o.keys ?? (type === 'Normal' ? offer(digestKeys) : [['MaxRecvDataSegmentLength', '8192']])),
     );
     this.send(
-      encodeLoginRequest({
-        transit: true,
-        csg: 1,
-        nsg: 3,
-        versionMax: 0,
-        versionMin: 0,
-        isid: o.isid ?? ISID,
-        tsih: o.tsih ?? 0,
-        itt: this.itt++,
-        cid: 1,
-        cmdSN: this.cmdSN,
-        expStatSN: 0,
-        data: encodeText(keys),
-      }),
+      loginPdu(keys, { isid: o.isid ?? ISID, tsih: o.tsih ?? 0, itt: this.itt++, cmdSN: this.cmdSN }),
     );
     const rsp = await this.expect((p) => p.opcode === 0x23);
     if (rsp.opcode === 0x23 && rsp.statusClass === 0 && rsp.nsg === 3 && rsp.transit) {

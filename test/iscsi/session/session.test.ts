@@ -8,6 +8,7 @@ import type { DecodedPdu } from '../../../src/iscsi/pdu/index.js';
 import { LoginThrottle } from '../../../src/iscsi/portal/index.js';
 import { ScsiTarget } from '../../../src/iscsi/scsi/index.js';
 import { IscsiTarget } from '../../../src/iscsi/session/index.js';
+import { loginPdu } from '../pdu/fixtures.js';
 import {
   INIT,
   INIT2,
@@ -78,20 +79,7 @@ describe('session: login and discovery', () => {
     assert.equal(ini.transport.ended, true);
     ini = new TestInitiator(target);
     ini.send(
-      (await import('../../../src/iscsi/pdu/index.js')).encodeLoginRequest({
-        transit: true,
-        csg: 1,
-        nsg: 3,
-        versionMax: 0,
-        versionMin: 0,
-        isid: ISID,
-        tsih: 0,
-        itt: 1,
-        cid: 1,
-        cmdSN: 1,
-        expStatSN: 0,
-        data: Buffer.from(`InitiatorName=${INIT}\0TargetName=iqn.2024-01.test:nope\0`),
-      }),
+      loginPdu(Buffer.from(`InitiatorName=${INIT}\0TargetName=iqn.2024-01.test:nope\0`), { isid: ISID }),
     );
     rsp = await ini.expect(is(0x23));
     assert.deepEqual([rsp.statusClass, rsp.statusDetail], [2, 3]);

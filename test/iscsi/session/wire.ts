@@ -4,16 +4,16 @@
  * (raw VPD bytes, unit attentions on a session kept open while exports change).
  */
 import { connect, type Socket } from 'node:net';
-import { encodeText, type KeyValue } from '../../../src/iscsi/login/index.js';
+import type { KeyValue } from '../../../src/iscsi/login/index.js';
 import {
   type DecodedPdu,
-  encodeLoginRequest,
   encodeLogoutRequest,
   encodeNopOut,
   encodeScsiCommand,
   lunField,
   PduDecoder,
 } from '../../../src/iscsi/pdu/index.js';
+import { loginPdu } from '../pdu/fixtures.js';
 
 export interface WireResult {
   status: number;
@@ -112,22 +112,8 @@ export class Wire {
     ];
     if (!o.discovery) keys.push(['TargetName', o.target ?? '']);
     keys.push(...(o.discovery ? [['MaxRecvDataSegmentLength', '65536'] as KeyValue] : WIRE_OFFER));
-    this.send(
-      encodeLoginRequest({
-        transit: true,
-        csg: 1,
-        nsg: 3,
-        versionMax: 0,
-        versionMin: 0,
-        isid: o.isid ?? Buffer.from('40000000abcd', 'hex'),
-        tsih: 0,
-        itt: this.itt++,
-        cid: 1,
-        cmdSN: this.cmdSN,
-        expStatSN: 0,
-        data: encodeText(keys),
-      }),
-    );
+    const isid = o.isid ?? Buffer.from('40000000abcd', 'hex');
+    this.send([loginPdu(keys, { isid, itt: this.itt++, cmdSN: this.cmdSN })]);
     const rsp = await this.next();
     if (rsp?.opcode !== 0x23) throw new Error('no login response');
     return rsp;
