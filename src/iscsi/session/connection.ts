@@ -1564,6 +1564,7 @@ export class IscsiConnection {
       this.outBytes -= bytes;
       this.hold(-bytes);
       if (!this.transport.write(batch)) this.congested = true;
+      this.target.stayHot();
     }
   }
 }

@@ -176,6 +176,31 @@ export class IscsiTarget {
     return [...this.sessions.values()];
   }
 
+  // ---- latency: polling after a response ----
+
+  private hotUntil = 0;
+  private spinning = false;
+  private readonly spin = (): void => {
+    if (performance.now() < this.hotUntil && !this.stopping) setImmediate(this.spin);
+    else this.spinning = false;
+  };
+
+  /** True while the event loop is being kept polling after a response. */
+  get polling(): boolean {
+    return this.spinning;
+  }
+
+  /** Keeps the event loop polling (not sleeping) briefly after a response, when the next command is likely near. */
+  stayHot(): void {
+    const ms = this.limits.pollAfterResponseMs;
+    if (ms <= 0) return;
+    this.hotUntil = performance.now() + ms;
+    if (!this.spinning) {
+      this.spinning = true;
+      setImmediate(this.spin);
+    }
+  }
+
   // ---- target-wide memory budget ----
 
   /** Bytes all connections hold right now (see SessionLimits.maxTargetPendingBytes). */

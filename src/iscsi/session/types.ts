@@ -64,6 +64,13 @@ export interface ConnectionInfo {
 export interface SessionLimits {
   /** CmdSN window: commands a session may have outstanding (MaxCmdSN = ExpCmdSN + depth − 1 when idle). */
   queueDepth: number;
+  /**
+   * After writing a response, keep the event loop polling this long instead of sleeping (0: never).
+   * On a virtual machine an idle loop parked in epoll takes tens of microseconds to wake (vCPU halt and
+   * interrupt), while a depth-1 initiator sends its next command a few microseconds after the status:
+   * a short spin catches it. The cost is bounded by this window per response and is zero when idle.
+   */
+  pollAfterResponseMs: number;
   /** Reading stops while executing I/O plus unsent output exceed this many bytes. */
   maxPendingBytes: number;
   /**
@@ -99,6 +106,7 @@ export interface SessionLimits {
 
 export const DEFAULT_SESSION_LIMITS: Readonly<SessionLimits> = Object.freeze({
   queueDepth: 128,
+  pollAfterResponseMs: 0.05,
   maxPendingBytes: 64 * 1024 * 1024,
   maxSolicitedBytes: 32 * 1024 * 1024,
   maxTargetPendingBytes: 512 * 1024 * 1024,
