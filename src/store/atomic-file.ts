@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { type FileHandle, open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import type { SpareFiles, TempFile } from './spare-file.js';
 
 const noop = (): void => {};
 // O_DSYNC: each write returns once its data, and the size needed to read it back, are on disk (an
@@ -26,8 +27,9 @@ async function settleAll(ps: Promise<unknown>[]): Promise<void> {
 
 /**
  * Replaces `path` with `data` so that a crash at any instant leaves either the old or the new content:
- * temp file created 0600 (explicit chmod too, so the mode is exactly that whatever the umask), its content made durable, rename,
- * fsync of the directory.
+ * temp file created 0600 (explicit chmod too, so the mode is exactly that whatever the umask), its content
+ * made durable, rename, fsync of the directory. With `spares` (files made ahead in the same directory, open
+ * O_DSYNC), the temp file is the spare and its creation is off this call's path.
  *
  * Each step is a round trip through the libuv thread pool, and on a small file those round trips cost as
  * much as the syncs, so there are as few as the order allows: the temp file is opened O_DSYNC (its write is
@@ -36,47 +38,62 @@ async function settleAll(ps: Promise<unknown>[]): Promise<void> {
  * The order that matters is kept: the content is durable before the rename, and the rename is durable
  * before this resolves.
  */
-export async function writeFileAtomic(path: string, data: string | Buffer): Promise<void> {
+export async function writeFileAtomic(
+  path: string,
+  data: string | Buffer,
+  spares?: SpareFiles,
+): Promise<void> {
   const dir = dirname(path);
-  const tmp = join(dir, `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
   const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
-  let h: FileHandle | undefined;
+  let tmp: TempFile | undefined;
   let d: FileHandle | undefined;
   try {
     await settleAll([
-      open(tmp, CREATE_DSYNC, 0o600).then((fh) => {
-        h = fh;
+      (spares ? spares.take() : freshTemp(path)).then((t) => {
+        tmp = t;
       }),
       open(dir, 'r').then((fh) => {
         d = fh;
       }),
     ]);
-    const file = h!;
+    const { path: tmpPath, handle: file } = tmp!;
     try {
-      await settleAll([file.chmod(0o600), writeAll(file, bytes)]);
+      // A spare was chmodded when it was made.
+      await settleAll([spares ? Promise.resolve() : file.chmod(0o600), writeAll(file, bytes)]);
     } catch (e) {
       await file.close();
-      await unlink(tmp).catch(noop);
+      await unlink(tmpPath).catch(noop);
       throw e;
     }
     // The content is on disk: a failing close cannot lose it, so only the rename decides the outcome.
-    const [, renamed] = await Promise.allSettled([file.close(), rename(tmp, path)]);
+    const [, renamed] = await Promise.allSettled([file.close(), rename(tmpPath, path)]);
     if (renamed.status === 'rejected') {
-      await unlink(tmp).catch(noop);
+      await unlink(tmpPath).catch(noop);
       throw renamed.reason;
     }
     await d!.sync();
   } catch (e) {
     // A failed open of the directory: the temp file may exist and is of no use.
-    if (h && !d) {
-      await h.close().catch(noop);
-      await unlink(tmp).catch(noop);
+    if (tmp && !d) {
+      await tmp.handle.close().catch(noop);
+      await unlink(tmp.path).catch(noop);
     }
     await d?.close().catch(noop);
     throw e;
   }
   // Durable already; the caller need not wait for the directory's descriptor to be closed.
   void d!.close().catch(noop);
+}
+
+/** The temp-file name pattern of `path`: `.NAME.<hex>.tmp` beside it (what startup cleanup looks for). */
+export function tempNameFor(path: string): string {
+  return join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
+}
+
+// A temp file made now (the caller chmods it alongside its write).
+async function freshTemp(path: string): Promise<TempFile> {
+  const tmpPath = tempNameFor(path);
+  return { path: tmpPath, handle: await open(tmpPath, CREATE_DSYNC, 0o600) };
 }
 
 async function writeAll(fh: FileHandle, bytes: Buffer): Promise<void> {

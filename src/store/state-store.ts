@@ -1,8 +1,10 @@
+import { constants } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import { chmod, mkdir, readFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeFileAtomic } from './atomic-file.js';
+import { tempNameFor, writeFileAtomic } from './atomic-file.js';
 import { lockStateDir } from './lock.js';
+import { SpareFiles } from './spare-file.js';
 import { emptyState, type State, stateSchema } from './state.js';
 
 /** Raised when the state file exists but cannot be trusted; the daemon refuses to start rather than lose exports. */
@@ -16,9 +18,12 @@ export class StateStore {
   private lock: FileHandle | undefined;
   private current: State = emptyState();
   readonly file: string;
+  // The next save's temp file, made while the daemon waits for the next call.
+  private readonly spares: SpareFiles;
 
   constructor(readonly dir: string) {
     this.file = join(dir, 'state.json');
+    this.spares = new SpareFiles(() => tempNameFor(this.file), constants.O_WRONLY | constants.O_DSYNC);
   }
 
   /** Takes the lock and loads the state (a fresh one when there is no file yet). */
@@ -27,6 +32,10 @@ export class StateStore {
     // The directory holds CHAP secrets: keep it private even if it pre-existed.
     await chmod(this.dir, 0o700);
     this.lock = await lockStateDir(join(this.dir, 'lock'));
+    // Temp files a crash left behind (an interrupted save, or the spare): never the state itself.
+    for (const f of await readdir(this.dir)) {
+      if (f.startsWith('.state.json.') && f.endsWith('.tmp')) await rm(join(this.dir, f), { force: true });
+    }
     let text: string | undefined;
     try {
       text = await readFile(this.file, 'utf8');
@@ -68,12 +77,17 @@ export class StateStore {
 
   /** Writes `next` durably, then makes it current. On failure the old state stays current. */
   async save(next: State): Promise<void> {
-    await writeFileAtomic(this.file, `${JSON.stringify(next, null, 1)}\n`);
-    this.current = next;
+    try {
+      await writeFileAtomic(this.file, `${JSON.stringify(next, null, 1)}\n`, this.spares);
+      this.current = next;
+    } finally {
+      this.spares.refill();
+    }
   }
 
   /** Releases the lock. */
   async close(): Promise<void> {
+    await this.spares.dispose();
     await this.lock?.close();
     this.lock = undefined;
   }

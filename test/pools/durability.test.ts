@@ -14,7 +14,7 @@ import { NoExportBackend } from '../../src/exports/none.js';
 import { silentLogger } from '../../src/log.js';
 import { FilePool, type FilePoolOptions } from '../../src/pools/file/file-pool.js';
 import { StateStore } from '../../src/store/state-store.js';
-import { hashFile, ls, MiB, tempDir, writeScattered } from './helpers.js';
+import { hashFile, ls, MiB, tempDir, tempLeftovers, writeScattered } from './helpers.js';
 
 const CHILD = fileURLToPath(new URL('./fixtures/crash-child.ts', import.meta.url));
 const never = new AbortController().signal;
@@ -124,7 +124,7 @@ describe('FilePool copy durability', () => {
     assert.equal(after.uuid, c.uuid);
     assert.equal(after.size, 64 * MiB);
     assert.equal(await hashFile(pool.dataPath('dst')), hash);
-    assert.deepEqual(await ls(path.join(poolDir, '.targetd', 'tmp')), []);
+    assert.deepEqual(await tempLeftovers(poolDir), []);
   });
 
   it('starts the sync by itself after a short grace period', async () => {
@@ -223,7 +223,7 @@ describe('FilePool copy durability', () => {
       [],
       'no error logged for dropped syncs',
     );
-    assert.deepEqual(await ls(path.join(poolDir, '.targetd', 'tmp')), []);
+    assert.deepEqual(await tempLeftovers(poolDir), []);
     assert.deepEqual(await ls(path.join(poolDir, '.targetd', 'vols')), ['dst2.json', 'src.json']);
   });
 

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { FilePool } from '../../src/pools/file/file-pool.js';
 import { TargetdError } from '../../src/rpc/errors.js';
-import { allocated, hashFile, isExt4, ls, MiB, tempDir, writeScattered } from './helpers.js';
+import { allocated, hashFile, isExt4, ls, MiB, tempDir, tempLeftovers, writeScattered } from './helpers.js';
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const never = new AbortController().signal;
@@ -117,7 +117,7 @@ describe('FilePool basics', () => {
     await assert.rejects(pool.resize('missing', MiB), code(-103));
     await assert.rejects(pool.copy('missing', 'x', undefined, noProgress, never), code(-103));
     await assert.rejects(pool.copy('a', 'a', undefined, noProgress, never), code(-50));
-    assert.deepEqual(await ls(path.join(poolDir, '.targetd', 'tmp')), []);
+    assert.deepEqual(await tempLeftovers(poolDir), []);
   });
 
   it('refuses 2^53 bytes with -32602 and leaves nothing behind', async (t) => {
@@ -127,14 +127,14 @@ describe('FilePool basics', () => {
     assert.equal(await pool.get('huge'), undefined);
     assert.deepEqual(await ls(poolDir), ['.targetd']);
     assert.deepEqual(await ls(path.join(poolDir, '.targetd', 'vols')), []);
-    assert.deepEqual(await ls(path.join(poolDir, '.targetd', 'tmp')), []);
+    assert.deepEqual(await tempLeftovers(poolDir), []);
     // The same for growing an existing volume past the limit: it keeps its size.
     await pool.create('small', MiB);
     await assert.rejects(pool.resize('small', 2 ** 53), code(-32602, /'size'/));
     assert.equal((await fsp.stat(pool.dataPath('small'))).size, MiB);
     await assert.rejects(pool.copy('small', 'huge2', 2 ** 53, noProgress, never), code(-32602, /'size'/));
     assert.deepEqual(await ls(poolDir), ['.targetd', 'small.vol']);
-    assert.deepEqual(await ls(path.join(poolDir, '.targetd', 'tmp')), []);
+    assert.deepEqual(await tempLeftovers(poolDir), []);
   });
 
   it('ignores files it does not own and never reuses their names', async () => {
@@ -205,7 +205,7 @@ describe('FilePool basics', () => {
     }
     assert.deepEqual(await ls(root), outside);
     assert.deepEqual(await ls(poolDir), before);
-    assert.deepEqual(await ls(path.join(poolDir, '.targetd', 'tmp')), []);
+    assert.deepEqual(await tempLeftovers(poolDir), []);
   });
 });
 
@@ -333,7 +333,7 @@ describe('FilePool copy', () => {
     );
     assert.equal(await pool.get('dst'), undefined);
     assert.deepEqual(await ls(poolDir), ['.targetd', 'src.vol']);
-    assert.deepEqual(await ls(path.join(poolDir, '.targetd', 'tmp')), []);
+    assert.deepEqual(await tempLeftovers(poolDir), []);
     assert.deepEqual(await ls(path.join(poolDir, '.targetd', 'vols')), ['src.json']);
     // And the name is free again.
     await pool.copy('src', 'dst', undefined, noProgress, never);
@@ -360,7 +360,7 @@ describe('FilePool copy', () => {
         assert.equal(got?.size, 512 * MiB);
         assert.equal((await fsp.stat(pool.dataPath('dst'))).size, 512 * MiB);
         assert.deepEqual(
-          (await ls(path.join(poolDir, '.targetd', 'tmp'))).filter((f) => f.endsWith('.vol')),
+          (await tempLeftovers(poolDir)).filter((f) => f.endsWith('.vol')),
           [],
         );
       } else {

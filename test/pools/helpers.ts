@@ -76,3 +76,8 @@ export async function ls(dir: string): Promise<string[]> {
     return [];
   }
 }
+
+/** What a pool's temp area holds besides its ready spares (empty files made ahead for the next create). */
+export async function tempLeftovers(poolDir: string): Promise<string[]> {
+  return (await ls(path.join(poolDir, '.targetd', 'tmp'))).filter((f) => !f.startsWith('spare-'));
+}

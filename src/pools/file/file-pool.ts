@@ -49,6 +49,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { copyRanges, dataExtents, flock, ftruncate, isErrno } from '../../native/index.js';
 import { ErrorCode, invalidParam, TargetdError } from '../../rpc/errors.js';
 import { NAME_RE } from '../../rpc/params.js';
+import { SpareFiles, type TempFile } from '../../store/spare-file.js';
 import type { BlockPool, PoolStats, ProgressFn, VolumeInfo } from '../types.js';
 
 /** The slice of a pino logger the pool uses. */
@@ -201,6 +202,9 @@ export class FilePool implements BlockPool {
   // held handle is one thread-pool round trip instead of three (open, fsync, close).
   private dirHandle: FileHandle | undefined;
   private metaDirHandle: FileHandle | undefined;
+  // The next create's two temp files, made while the daemon waits for the next call (see SpareFiles).
+  private readonly spareData: SpareFiles;
+  private readonly spareMeta: SpareFiles;
   private bootId: string | undefined;
   private reflinkWorks = false;
   private opened = false;
@@ -226,6 +230,10 @@ export class FilePool implements BlockPool {
     this.metaDir = path.join(this.dir, '.targetd', 'vols');
     this.tmpDir = path.join(this.dir, '.targetd', 'tmp');
     this.quarantineDir = path.join(this.dir, '.targetd', 'quarantine');
+    const spareName = (ext: string) => () =>
+      path.join(this.tmpDir, `spare-${randomBytes(6).toString('hex')}.${ext}`);
+    this.spareData = new SpareFiles(spareName('vol'), fsConstants.O_WRONLY);
+    this.spareMeta = new SpareFiles(spareName('json'), fsConstants.O_WRONLY);
   }
 
   /**
@@ -264,6 +272,8 @@ export class FilePool implements BlockPool {
       }
       const leftovers = await fsp.readdir(this.tmpDir);
       for (const f of leftovers) await fsp.rm(path.join(this.tmpDir, f), { recursive: true, force: true });
+      this.spareData.resume();
+      this.spareMeta.resume();
       const { orphans, recovered, quarantined } = await this.loadIndex();
       if (orphans > 0) await this.metaDirHandle.sync();
       this.reflinkWorks = this.tryReflink && (await this.probeReflink());
@@ -301,6 +311,7 @@ export class FilePool implements BlockPool {
 
   private async release(): Promise<void> {
     this.opened = false;
+    await Promise.all([this.spareData.dispose(), this.spareMeta.dispose()]);
     this.index.clear();
     this.sorted = undefined;
     const handles = [this.dirHandle, this.metaDirHandle, this.lock];
@@ -585,9 +596,8 @@ export class FilePool implements BlockPool {
     const rounded = roundSize(size);
     this.assertCap(rounded);
     this.claim(name);
-    const tmp = this.tmpBase('create', name);
-    let data: FileHandle | undefined;
-    let meta: FileHandle | undefined;
+    let data: TempFile | undefined;
+    let meta: TempFile | undefined;
     let placed = false;
     try {
       const uuid = randomUUID();
@@ -598,34 +608,38 @@ export class FilePool implements BlockPool {
       const foreign = this.assertNotForeign(name);
       await settleAll([
         foreign,
-        fsp.open(`${tmp}.vol`, 'wx', 0o600).then(async (fh) => {
-          data = fh;
-          await truncateOrRefuse(fh, rounded);
+        this.spareData.take().then(async (f) => {
+          data = f;
+          await truncateOrRefuse(f.handle, rounded);
         }),
-        fsp.open(`${tmp}.json`, 'wx', 0o600).then(async (fh) => {
-          meta = fh;
+        this.spareMeta.take().then(async (f) => {
+          meta = f;
           // The rename into vols/ may overlap the write (commit syncs both before the data's rename), but
           // never our metadata beside someone else's file.
           await settleAll([
-            fh.writeFile(json),
+            f.handle.writeFile(json),
             foreign
-              .then(() => fsp.rename(`${tmp}.json`, this.metaPath(name)))
+              .then(() => fsp.rename(f.path, this.metaPath(name)))
               .then(() => {
                 placed = true;
               }),
           ]);
         }),
       ]);
-      await this.commit(name, tmp, meta!, data!, { name, uuid, size: rounded, created });
+      await this.commit(name, data!.path, meta!.handle, data!.handle, { name, uuid, size: rounded, created });
       this.log.info({ pool: this.name, name, size: rounded, uuid }, 'volume created');
       return { name, size: rounded, uuid };
     } catch (err) {
-      await meta?.close().catch(noop);
-      await data?.close().catch(noop);
-      await this.discard(name, tmp, placed);
+      await meta?.handle.close().catch(noop);
+      await data?.handle.close().catch(noop);
+      await this.discard(name, [data?.path, meta?.path], placed);
       throw err;
     } finally {
       this.pending.delete(name);
+      if (this.opened) {
+        this.spareData.refill();
+        this.spareMeta.refill();
+      }
     }
   }
 
@@ -642,11 +656,11 @@ export class FilePool implements BlockPool {
   }
 
   // Moves a finished volume into place: its metadata is already in vols/ (`meta`, open, not yet synced),
-  // the data is `<tmp>.vol` (`data`, open unless the caller keeps it); the data's rename is the commit
-  // point. Closes both handles given.
+  // the data is the temp file `dataTmp` (`data`, open unless the caller keeps it); the data's rename is the
+  // commit point. Closes both handles given.
   private async commit(
     name: string,
-    tmp: string,
+    dataTmp: string,
     meta: FileHandle,
     data: FileHandle | undefined,
     entry: Entry,
@@ -655,7 +669,7 @@ export class FilePool implements BlockPool {
     // two fsyncs are independent of each other, so they overlap (one journal commit on ext4).
     await settleAll([meta.sync(), this.metaDirHandle!.sync()]);
     await settleAll([
-      fsp.rename(`${tmp}.vol`, this.dataPath(name)),
+      fsp.rename(dataTmp, this.dataPath(name)),
       meta.close(),
       data ? data.close() : undefined,
     ]);
@@ -666,10 +680,9 @@ export class FilePool implements BlockPool {
 
   // Best-effort removal of a failed create/copy (`placed`: its metadata had reached vols/); anything missed
   // is removed by the next open().
-  private async discard(name: string, tmp: string, placed: boolean): Promise<void> {
+  private async discard(name: string, temps: (string | undefined)[], placed: boolean): Promise<void> {
     const quiet = (p: string) => fsp.rm(p, { force: true }).catch(noop);
-    await quiet(`${tmp}.vol`);
-    await quiet(`${tmp}.json`);
+    for (const t of temps) if (t) await quiet(t);
     if (placed && !this.index.has(name)) await quiet(this.metaPath(name));
   }
 
@@ -899,7 +912,7 @@ export class FilePool implements BlockPool {
       placed = true;
       // The data file stays open for the background sync (commit closes it otherwise).
       if (deferred) unsynced = { data, meta: m };
-      await this.commit(dst, tmp, meta, deferred ? undefined : data, {
+      await this.commit(dst, `${tmp}.vol`, meta, deferred ? undefined : data, {
         name: dst,
         uuid,
         size: finalSize,
@@ -929,7 +942,7 @@ export class FilePool implements BlockPool {
         this.scheduleSync(dst, unsynced.data, unsynced.meta);
         data = undefined;
       }
-      await this.discard(dst, tmp, placed);
+      await this.discard(dst, [`${tmp}.vol`, `${tmp}.json`], placed);
       throw err;
     } finally {
       await data?.close().catch(noop);
