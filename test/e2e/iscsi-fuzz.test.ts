@@ -456,8 +456,8 @@ describe('iSCSI fuzzing against the real daemon (builtin target)', {
             byteMutation: rng.pick([0, 0.02, 0.05, 0.2]),
             fieldMutation: rng.pick([0, 0.05, 0.2]),
             luns: [0, 1, 3, 7],
-            // TARGET COLD RESET would also end the good initiator's session (RFC 7143 §11.5.1), which runs
-            // alongside; Logout only ends ours.
+            // TARGET COLD RESET would also end the good initiator's session, which runs alongside on a
+            // shared volume (RFC 7143 §11.5.1); Logout only ends ours.
             allowTerminal: true,
             coldReset: false,
             firstBurst: login.firstBurst,

@@ -294,6 +294,17 @@ export class ScsiTarget implements TargetServices {
     return map ? [...map.keys()].sort((a, b) => a - b) : [];
   }
 
+  /**
+   * Whether a TARGET COLD RESET from `issuer` ends `other`'s session: same initiator, or an LU both reach.
+   * LUN masking makes one target many disjoint ones; a reset must not cross into a set the issuer cannot
+   * see, just as its LU resets do not (RFC 7143 §11.5.1 scopes resets to the LUs known to the issuer).
+   */
+  coldResetReaches(issuer: ItNexus, other: ItNexus): boolean {
+    if (issuer.initiator.toLowerCase() === other.initiator.toLowerCase()) return true;
+    const mine = new Set(this.lusOf(nexusKey(issuer)));
+    return this.lusOf(nexusKey(other)).some((lu) => mine.has(lu));
+  }
+
   lusOf(key: string): LogicalUnit[] {
     const st = this.nexuses.get(key);
     const map = st ? this.lunMaps.get(st.initiator) : undefined;

@@ -1267,9 +1267,17 @@ export class IscsiConnection {
     );
     this.afterEvent();
     if (fn === TmfFunction.TargetColdReset && response === TmfResponse.FunctionComplete) {
-      // A cold reset ends every connection to the target (RFC 7143 §11.5.1).
+      // A cold reset ends the connections to the target (RFC 7143 §11.5.1): those of every initiator
+      // sharing an LU with the issuer, not those of initiators it cannot see (see coldResetReaches).
+      const issuer = this.session!.nexus;
+      const scsi = this.target.scsi;
       this.close('target cold reset');
-      for (const c of this.target.liveSessions()) if (c !== this) c.destroy('target cold reset');
+      for (const c of this.target.liveSessions()) {
+        const other = c.sessionInfo?.nexus;
+        if (c !== this && other && (scsi.coldResetReaches?.(issuer, other) ?? true)) {
+          c.destroy('target cold reset');
+        }
+      }
     }
   }
 

@@ -17,6 +17,8 @@ export interface ScsiExecutor {
   taskManagement(nexus: ItNexus, fn: number, lun: number, refTaskTag?: number): Promise<number>;
   nexusOpened(nexus: ItNexus): void;
   nexusClosed(nexus: ItNexus): void;
+  /** Whether a TARGET COLD RESET from `issuer` ends `other`'s session; absent: every session (the RFC's letter). */
+  coldResetReaches?(issuer: ItNexus, other: ItNexus): boolean;
 }
 
 /** Minimal structured logger (pino's call shape). */
