@@ -216,7 +216,7 @@ export class StorageArray {
   volDestroy(poolName: string, name: string): Promise<void> {
     return this.withVolumes(poolName, [name], async () => {
       const pool = this.pool(poolName);
-      await this.volume(pool, name);
+      const v = await this.volume(pool, name);
       this.checkNotInUse(this.store.peek(), poolName, name);
       if (this.backend.isBusy?.(poolName, name)) {
         throw new TargetdError(
@@ -225,6 +225,13 @@ export class StorageArray {
         );
       }
       await pool.destroy(name);
+      // The volume is gone either way: leftovers of it in the data plane are only clutter, never an error.
+      await this.backend.volumeDestroyed?.(v.uuid).catch((err: unknown) => {
+        this.log.warn(
+          { err, pool: poolName, name, uuid: v.uuid },
+          'data-plane state of a destroyed volume kept',
+        );
+      });
     });
   }
 

@@ -46,5 +46,7 @@ export interface ExportBackend {
   start?(): Promise<unknown>;
   /** True while the data plane still holds the volume open (e.g. an I/O in flight after unexport). */
   isBusy?(pool: string, vol: string): boolean;
+  /** Forgets what the data plane kept of a destroyed volume (e.g. its persistent reservations), by UUID. */
+  volumeDestroyed?(uuid: string): Promise<void>;
   stop(): Promise<void>;
 }

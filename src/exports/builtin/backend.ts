@@ -6,7 +6,7 @@
 
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import type { DigestName, InitiatorAccess } from '../../iscsi/login/index.js';
@@ -288,10 +288,20 @@ export class BuiltinExportBackend implements ExportBackend {
     this.prDirReady = true;
   }
 
-  /** APTPL state of one volume, in `<stateDir>/builtin/pr-<uuid>.json`. */
-  private prStore(uuid: string): PrStore {
+  /** Removes a destroyed volume's persistent reservations, so they neither pile up nor outlive it. */
+  async volumeDestroyed(uuid: string): Promise<void> {
+    await rm(this.prFile(uuid), { force: true });
+  }
+
+  /** Where one volume's APTPL state lives: `<stateDir>/builtin/pr-<uuid>.json`. */
+  private prFile(uuid: string): string {
     const safe = /^[0-9A-Za-z-]{1,64}$/.test(uuid) ? uuid : createHash('sha256').update(uuid).digest('hex');
-    const file = join(this.prDir, `pr-${safe}.json`);
+    return join(this.prDir, `pr-${safe}.json`);
+  }
+
+  /** APTPL state of one volume. */
+  private prStore(uuid: string): PrStore {
+    const file = this.prFile(uuid);
     return {
       load: (): PersistedPrState | undefined => {
         try {

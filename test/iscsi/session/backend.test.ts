@@ -188,5 +188,9 @@ describe('builtin export backend', () => {
     assert.equal(data.readUInt32BE(4), 8, 'one key registered');
     assert.equal(data.readBigUInt64BE(8), 0x1234n);
     await b.stop();
+    // Destroying the volume forgets its reservations (they were left behind before).
+    await b.volumeDestroyed('c0ffee00-0000-4000-8000-000000000001');
+    assert.deepEqual(await readdir(join(dir, 'state', 'builtin')), []);
+    await b.volumeDestroyed('c0ffee00-0000-4000-8000-000000000001'); // nothing left: no error
   });
 });
