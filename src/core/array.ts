@@ -174,6 +174,7 @@ export class StorageArray {
     return this.withVolumes(poolName, [name], async () => {
       const pool = this.pool(poolName);
       this.checkNameFree(pool, name);
+      if (!(await pool.get(name))) this.checkNoLeftoverExports(poolName, name);
       await pool.create(name, size);
     });
   }
@@ -185,6 +186,25 @@ export class StorageArray {
         `volume '${name}' is being created by a copy in progress`,
       );
     }
+  }
+
+  /**
+   * Refuses a new volume whose name still has exports or access-group maps in the registry: they belong to
+   * a volume that went missing (its file removed behind our back, a pool path changed), and a new volume
+   * must never inherit them, and with them another host's access to its data.
+   */
+  private checkNoLeftoverExports(pool: string, name: string): void {
+    const state = this.store.peek();
+    const e = state.exports.find((x) => x.pool === pool && x.vol === name);
+    const m = state.ag_maps.find((x) => x.pool === pool && x.vol === name);
+    if (!e && !m) return;
+    const what = e
+      ? `an export to ${e.initiator_wwn} (LUN ${e.lun}); remove it with export_destroy`
+      : `a map to access group '${m!.ag_name}' (LUN ${m!.h_lun_id}); remove it with access_group_map_destroy`;
+    throw new TargetdError(
+      ErrorCode.NAME_CONFLICT,
+      `name '${name}' in pool '${pool}' still has ${what} (left from a volume of that name that is missing) before reusing the name`,
+    );
   }
 
   /** Refuses while the volume is exported, mapped to an access group, or part of a running copy. */
@@ -279,6 +299,7 @@ export class StorageArray {
           `volume '${dst}' already exists in pool '${poolName}'`,
         );
       this.checkNameFree(pool, dst);
+      this.checkNoLeftoverExports(poolName, dst);
       if (size !== undefined && size <= orig.size) {
         throw invalidParam(
           'size',

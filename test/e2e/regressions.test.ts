@@ -246,6 +246,47 @@ describe('regressions', () => {
     assert.equal((await d.call<unknown[]>('export_list')).length, 1);
   });
 
+  test('a new volume does not inherit the exports of a missing volume of the same name', async () => {
+    const d = await daemon();
+    const z = 'iqn.2024-01.com.example:z';
+    await d.call('vol_create', { pool: 'pool1', name: 'v1', size: MiB });
+    await d.call('export_create', { pool: 'pool1', vol: 'v1', initiator_wwn: z, lun: 0 });
+    await d.call('access_group_create', {
+      ag_name: 'g',
+      init_id: 'iqn.2024-01.com.example:y',
+      init_type: 'iscsi',
+    });
+    await d.call('access_group_map_create', {
+      pool_name: 'pool1',
+      vol_name: 'v1',
+      ag_name: 'g',
+      h_lun_id: 1,
+    });
+    // The volume disappears behind the daemon's back (removed by hand, or a pool path that changed).
+    await d.kill();
+    await rm(join(d.dir, 'pool1', 'v1.vol'));
+    await rm(join(d.dir, 'pool1', '.targetd', 'vols', 'v1.json'));
+    await d.start();
+    const create = () => d.call('vol_create', { pool: 'pool1', name: 'v1', size: MiB });
+    const copySrc = await d.call('vol_create', { pool: 'pool1', name: 'src', size: MiB }).then(() => 'src');
+    // Before: the create succeeded and host z and group g could read the new volume at once.
+    await assert.rejects(create(), (e: Error & { code?: number }) => {
+      assert.equal(e.code, -50);
+      assert.match(e.message, /iqn\.2024-01\.com\.example:z.*export_destroy/);
+      return true;
+    });
+    await assert.rejects(
+      d.call('vol_copy', { pool: 'pool1', vol_orig: copySrc, vol_new: 'v1' }),
+      /export_destroy/,
+    );
+    await d.call('export_destroy', { pool: 'pool1', vol: 'v1', initiator_wwn: z });
+    await assert.rejects(create(), /access group 'g'.*access_group_map_destroy/);
+    await d.call('access_group_map_destroy', { pool_name: 'pool1', vol_name: 'v1', ag_name: 'g' });
+    await create();
+    assert.deepEqual(await d.call('export_list'), []);
+    assert.deepEqual(await d.call('access_group_map_list'), []);
+  });
+
   // ---- secrets ----
 
   test('CHAP secrets sent as positional params never reach the log', async () => {
