@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { parseSize } from '../sizes.js';
 
 const poolName = z
   .string()
@@ -9,8 +10,25 @@ export const filePoolSchema = z.strictObject({
   name: poolName,
   path: z.string().min(1, { error: 'must be a directory path' }),
   size: z
-    .number()
-    .refine((n) => Number.isInteger(n) && n > 0, { error: 'must be a positive integer number of bytes' })
+    .union([z.number(), z.string()], { error: 'must be a number of bytes or a size like 10G' })
+    .transform((v, ctx) => {
+      let n = Number.NaN;
+      try {
+        const b = typeof v === 'number' ? v : parseSize(v);
+        if (typeof b === 'number' || b <= BigInt(Number.MAX_SAFE_INTEGER)) n = Number(b);
+      } catch {
+        // Reported below, with the accepted forms.
+      }
+      if (!Number.isInteger(n) || n <= 0) {
+        ctx.issues.push({
+          code: 'custom',
+          input: v,
+          message: 'must be a positive whole number of bytes or a size like 500G or 1.5T (binary units)',
+        });
+        return z.NEVER;
+      }
+      return n;
+    })
     .optional(),
 });
 

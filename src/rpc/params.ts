@@ -6,7 +6,7 @@ export const MAX_SIZE = 2 ** 53;
 
 export const name = z
   .string({ error: 'must be a string' })
-  .min(1, { error: 'must not be empty' })
+  .min(1, { error: 'must not be empty', abort: true })
   .max(127, { error: 'must be at most 127 characters' })
   .regex(/^[A-Za-z0-9_-]+$/, { error: 'may contain only A-Z, a-z, 0-9, _ and -' });
 

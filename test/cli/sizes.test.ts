@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { formatSize, looksLikeSize, parseSize } from '../../src/cli/client/sizes.js';
+import { formatSize, looksLikeSize, parseSize } from '../../src/sizes.js';
 
 const Ki = 1024n;
 const Mi = Ki * Ki;
@@ -45,6 +45,13 @@ describe('parseSize', () => {
     assert.equal(parseSize('1.1K'), 1127n); // 1126.4 → 1127
     assert.equal(parseSize('2.5GB'), 2_500_000_000n);
     assert.equal(parseSize('1.'), 1n);
+    assert.equal(parseSize('4096.0'), 4096n);
+  });
+
+  it('refuses a fractional byte count rather than rounding it (the API refuses one too)', () => {
+    assert.throws(() => parseSize('1.5'), /whole number/);
+    assert.throws(() => parseSize('.5'), /whole number/);
+    assert.throws(() => parseSize('4096.5B'), /whole number/);
   });
 
   it('keeps sizes beyond 2^53 exact', () => {

@@ -21,6 +21,23 @@ describe('config validation', () => {
     assert.deepEqual(config.file_pools, []);
   });
 
+  test('a file pool size is bytes or a human size like the CLI takes', () => {
+    const sizes: [unknown, number][] = [
+      [1073741824, 2 ** 30],
+      ['10G', 10 * 2 ** 30],
+      ['1.5T', 1.5 * 2 ** 40],
+      ['500GB', 500e9],
+      ['4096', 4096],
+    ];
+    for (const [size, bytes] of sizes) {
+      const { config } = validateConfig(
+        { password: 'p', file_pools: [{ name: 'a', path: '/x', size }] },
+        't',
+      );
+      assert.equal(config.file_pools[0]?.size, bytes, String(size));
+    }
+  });
+
   test('a missing password is refused, naming the key', () => {
     assert.throws(
       () => validateConfig({ user: 'a' }, 'f.yaml'),
@@ -45,6 +62,14 @@ describe('config validation', () => {
         },
         /used twice/,
       ],
+      [{ file_pools: [{ name: 'a', path: '/x', size: 0 }] }, /file_pools\.0\.size: must be a positive whole/],
+      [
+        { file_pools: [{ name: 'a', path: '/x', size: '10X' }] },
+        /file_pools\.0\.size: must be a positive whole/,
+      ],
+      [{ file_pools: [{ name: 'a', path: '/x', size: 1.5 }] }, /file_pools\.0\.size/],
+      [{ file_pools: [{ name: 'a', path: '/x', size: '100P' }] }, /file_pools\.0\.size/],
+      [{ file_pools: [{ name: 'a', path: '/x', size: true }] }, /file_pools\.0\.size/],
       [{ iscsi_backend: 'scst' }, /iscsi_backend/],
       [{ log_level: 'loud' }, /log_level/],
     ];

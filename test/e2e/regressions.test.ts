@@ -110,6 +110,14 @@ describe('regressions', () => {
     }
   });
 
+  test('an empty name gets one reason, not "empty" and "may contain only" together', async () => {
+    const d = await daemon();
+    await assert.rejects(d.call('vol_create', { pool: 'pool1', name: '', size: 4096 }), (e: Error) => {
+      assert.equal(e.message, "-32602: invalid parameter 'name': must not be empty");
+      return true;
+    });
+  });
+
   test('-32602 for an absent required parameter says "missing" (access_group_create without init_type)', async () => {
     const d = await daemon();
     const reply = await rawCall(

@@ -1,5 +1,5 @@
+import { looksLikeSize, parseSize } from '../../sizes.js';
 import { integerValue, type Json, parseJson } from './json.js';
-import { looksLikeSize, parseSize } from './sizes.js';
 
 /** A mistake in the command line, reported without contacting the daemon. */
 export class UsageError extends Error {

@@ -1,11 +1,11 @@
 import { type Command, InvalidArgumentError, Option } from 'commander';
+import { formatSize } from '../../sizes.js';
 import { parseCallArgs, sizeValue, UsageError } from './args.js';
 import { waitForAsync } from './async-wait.js';
 import { DEFAULT_URL, normalizeUrl, resolvePassword } from './connection.js';
 import { type Json, stringifyJson } from './json.js';
 import { ProgressReporter } from './progress.js';
 import { RpcCallError, RpcClient, TransportError } from './rpc-client.js';
-import { formatSize } from './sizes.js';
 import { type Column, formatTable } from './table.js';
 
 const CONNECTION_GROUP = 'Connection and output options:';

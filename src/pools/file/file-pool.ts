@@ -508,7 +508,10 @@ export class FilePool implements BlockPool {
   // mutations cannot both pass; the caller also runs assertNotForeign before anything lands in vols/.
   private claim(name: string): void {
     if (this.index.has(name) || this.pending.has(name)) {
-      throw new TargetdError(ErrorCode.NAME_CONFLICT, `volume '${name}' already exists in pool '${this.name}'`);
+      throw new TargetdError(
+        ErrorCode.NAME_CONFLICT,
+        `volume '${name}' already exists in pool '${this.name}'`,
+      );
     }
     this.pending.add(name);
   }

@@ -1,12 +1,13 @@
 /**
- * Human sizes for the CLI (the API itself only speaks integer bytes).
+ * Human sizes for the CLI and the config file (the API itself only speaks integer bytes).
  *
  * Parsing, case-insensitive:
  *   - a plain number, or with `B`: bytes;
  *   - `K M G T P`, alone or followed by `i`/`iB` (`10G`, `10Gi`, `10GiB`): binary, powers of 1024;
  *   - `KB MB GB TB PB` (a unit followed directly by `B`): decimal, powers of 1000, as disk vendors count.
- * Fractions are allowed (`1.5G`); a result that is not a whole number of bytes is rounded up, because the
- * daemon never makes a volume smaller than asked either.
+ * Fractions are allowed with a unit (`1.5G`); a result that is not a whole number of bytes is rounded up,
+ * because the daemon never makes a volume smaller than asked either. A plain byte count must be whole, as
+ * the API requires (`1.5` is refused, not sent as 2).
  */
 
 const UNITS = ['', 'k', 'm', 'g', 't', 'p'] as const;
@@ -25,6 +26,9 @@ export function parseSize(text: string): bigint {
   }
   const [, number, unitLetter, binaryMark, byteMark] = m;
   const exponent = UNITS.indexOf((unitLetter ?? '').toLowerCase() as (typeof UNITS)[number]);
+  if (exponent === 0 && !/^\d+\.?0*$/.test(number!)) {
+    throw new Error(`invalid size ${JSON.stringify(text)}: a byte count must be a whole number`);
+  }
   const decimal = exponent > 0 && byteMark !== '' && !binaryMark;
   const multiplier = (decimal ? 1000n : 1024n) ** BigInt(exponent);
   const [whole, fraction = ''] = number!.split('.');
