@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { isAbsolute, join, resolve, sep } from 'node:path';
 import { parse } from 'yaml';
 import type { z } from 'zod';
 import { type Config, configSchema, KNOWN_KEYS } from './schema.js';
@@ -61,6 +61,26 @@ export function validateConfig(doc: unknown, source: string): { config: Config; 
       );
     }
     paths.set(path, p.name);
+    if (!isAbsolute(p.path)) {
+      warnings.push(`${source}: file_pools: pool '${p.name}' has a relative path; it resolves to ${path}`);
+    }
+  }
+  // Nested directories would let one owner's cleanup or listing meet another's files.
+  const stateDir = resolve(config.state_dir);
+  const within = (inner: string, outer: string) => inner === outer || inner.startsWith(`${outer}${sep}`);
+  for (const [path, name] of paths) {
+    for (const [other, otherName] of paths) {
+      if (other !== path && within(path, other)) {
+        throw new ConfigError(
+          `${source}: file_pools: pool '${name}' (${path}) is inside pool '${otherName}' (${other})`,
+        );
+      }
+    }
+    if (within(path, stateDir) || within(stateDir, path)) {
+      throw new ConfigError(
+        `${source}: file_pools: pool '${name}' (${path}) and state_dir (${stateDir}) must not contain each other`,
+      );
+    }
   }
   if (config.block_pools.length > 0) {
     throw new ConfigError(

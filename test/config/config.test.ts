@@ -38,6 +38,24 @@ describe('config validation', () => {
     }
   });
 
+  test('a relative pool path is warned about, naming where it resolves', () => {
+    const { warnings } = validateConfig({ password: 'p', file_pools: [{ name: 'a', path: 'rel/dir' }] }, 't');
+    assert.equal(warnings.length, 1);
+    assert.match(warnings[0]!, /pool 'a' has a relative path; it resolves to \/.*rel\/dir/);
+    // Siblings with a common prefix are not nested.
+    validateConfig(
+      {
+        password: 'p',
+        state_dir: '/srv/st',
+        file_pools: [
+          { name: 'a', path: '/srv/p' },
+          { name: 'b', path: '/srv/p2' },
+        ],
+      },
+      't',
+    );
+  });
+
   test('a missing password is refused, naming the key', () => {
     assert.throws(
       () => validateConfig({ user: 'a' }, 'f.yaml'),
@@ -70,6 +88,18 @@ describe('config validation', () => {
       [{ file_pools: [{ name: 'a', path: '/x', size: 1.5 }] }, /file_pools\.0\.size/],
       [{ file_pools: [{ name: 'a', path: '/x', size: '100P' }] }, /file_pools\.0\.size/],
       [{ file_pools: [{ name: 'a', path: '/x', size: true }] }, /file_pools\.0\.size/],
+      [
+        {
+          file_pools: [
+            { name: 'a', path: '/x' },
+            { name: 'b', path: '/x/y' },
+          ],
+        },
+        /pool 'b' \(\/x\/y\) is inside pool 'a'/,
+      ],
+      [{ state_dir: '/s', file_pools: [{ name: 'a', path: '/s' }] }, /must not contain each other/],
+      [{ state_dir: '/s', file_pools: [{ name: 'a', path: '/s/p' }] }, /must not contain each other/],
+      [{ state_dir: '/p/state', file_pools: [{ name: 'a', path: '/p' }] }, /must not contain each other/],
       [{ iscsi_backend: 'scst' }, /iscsi_backend/],
       [{ log_level: 'loud' }, /log_level/],
     ];

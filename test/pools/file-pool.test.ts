@@ -154,6 +154,16 @@ describe('FilePool basics', () => {
     assert.ok(await fsp.stat(path.join(poolDir, '.targetd', 'vols', 'junk.json')));
   });
 
+  it('open() warns when it had to create the pool directory (a mistyped path or an unmounted disk)', async () => {
+    const warned: string[] = [];
+    const logger = { info() {}, error() {}, warn: (_: object, msg?: string) => warned.push(msg ?? '') };
+    let pool = await openPool({ logger });
+    assert.deepEqual(warned, ['file pool directory did not exist: created it empty']);
+    await pool.close();
+    pool = await openPool({ logger });
+    assert.equal(warned.length, 1, 'no warning once it exists');
+  });
+
   it('open() removes what interrupted creates, copies and destroys left behind', async () => {
     let pool = await openPool();
     const keep = await pool.create('keep', MiB);

@@ -242,7 +242,18 @@ export class FilePool implements BlockPool {
    */
   async open(): Promise<void> {
     if (this.opened) return;
+    const existed = await fsp.stat(this.dir).then(
+      () => true,
+      () => false,
+    );
     await fsp.mkdir(this.metaDir, { recursive: true, mode: 0o700 });
+    if (!existed) {
+      // Often right (a first start), but also what a mistyped path or an unmounted disk looks like.
+      this.log.warn(
+        { pool: this.name, path: this.dir },
+        'file pool directory did not exist: created it empty',
+      );
+    }
     await fsp.mkdir(this.tmpDir, { recursive: true, mode: 0o700 });
 
     const lock = await fsp.open(path.join(this.dir, '.targetd', 'lock'), 'a', 0o600);
