@@ -134,6 +134,8 @@ export function embeddedIscsiPort(): number {
 export async function embeddedConfig(): Promise<LoadedConfig> {
   const dataDir = embeddedDataDir();
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  // Made here, where it is expected, so the pool does not warn about a directory it had to create.
+  await mkdir(join(dataDir, 'pools', 'default'), { recursive: true, mode: 0o700 });
   const passwordFile = join(dataDir, 'password');
   let password: string;
   let newPassword: string | undefined;

@@ -185,6 +185,7 @@ describe('embedded default', () => {
       assert.ok(pw, `no password printed:\n${out}\n${err}`);
       assert.match(out, /http:\/\/127\.0\.0\.1:18700\/targetrpc/);
       assert.match(err, new RegExp(`embedded default: data in ${join(dir, 'data')}`));
+      assert.doesNotMatch(err, /"level":[4-6]0/, 'a first start logs no warning or error');
       const file = join(dir, 'data', 'password');
       assert.equal((await readFile(file, 'utf8')).trim(), pw);
       assert.equal((await stat(file)).mode & 0o777, 0o600);
