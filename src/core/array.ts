@@ -61,6 +61,14 @@ function poolUuid(name: string): string {
   return BigInt(`0x${createHash('sha256').update(name).digest('hex').slice(0, 12)}`).toString();
 }
 
+/** The first export and the first access-group map of `pool`/`name` in the registry, if any. */
+function registryUses(state: Readonly<State>, pool: string, name: string) {
+  return {
+    e: state.exports.find((x) => x.pool === pool && x.vol === name),
+    m: state.ag_maps.find((x) => x.pool === pool && x.vol === name),
+  };
+}
+
 /**
  * The array: every rule that spans pools, the export registry and async jobs.
  * Locking: a volume's mutations run one at a time under its own lock (so work on different volumes, and
@@ -194,9 +202,7 @@ export class StorageArray {
    * must never inherit them, and with them another host's access to its data.
    */
   private checkNoLeftoverExports(pool: string, name: string): void {
-    const state = this.store.peek();
-    const e = state.exports.find((x) => x.pool === pool && x.vol === name);
-    const m = state.ag_maps.find((x) => x.pool === pool && x.vol === name);
+    const { e, m } = registryUses(this.store.peek(), pool, name);
     if (!e && !m) return;
     const what = e
       ? `an export to ${e.initiator_wwn} (LUN ${e.lun}); remove it with export_destroy`
@@ -209,14 +215,13 @@ export class StorageArray {
 
   /** Refuses while the volume is exported, mapped to an access group, or part of a running copy. */
   private checkNotInUse(state: Readonly<State>, pool: string, name: string): void {
-    const e = state.exports.find((x) => x.pool === pool && x.vol === name);
+    const { e, m } = registryUses(state, pool, name);
     if (e) {
       throw new TargetdError(
         ErrorCode.VOLUME_MASKED,
         `volume '${name}' is exported to ${e.initiator_wwn} (LUN ${e.lun}); remove the export first`,
       );
     }
-    const m = state.ag_maps.find((x) => x.pool === pool && x.vol === name);
     if (m) {
       throw new TargetdError(
         ErrorCode.VOLUME_MASKED,

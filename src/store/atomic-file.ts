@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { type FileHandle, open, rename, unlink } from 'node:fs/promises';
+import { type FileHandle, open, readdir, rename, rm, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import type { SpareFiles, TempFile } from './spare-file.js';
+import { SpareFiles, type TempFile } from './spare-file.js';
 
 const noop = (): void => {};
 // O_DSYNC: each write returns once its data, and the size needed to read it back, are on disk (an
@@ -85,9 +85,22 @@ export async function writeFileAtomic(
   void d!.close().catch(noop);
 }
 
-/** The temp-file name pattern of `path`: `.NAME.<hex>.tmp` beside it (what startup cleanup looks for). */
-export function tempNameFor(path: string): string {
+// A new temp-file name for `path`: `.NAME.<hex>.tmp` beside it (what removeTempFiles looks for).
+function tempNameFor(path: string): string {
   return join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
+}
+
+/** Spare temp files for writeFileAtomic(`path`, …): made ahead beside it, open O_DSYNC as it needs them. */
+export function sparesFor(path: string): SpareFiles {
+  return new SpareFiles(() => tempNameFor(path), constants.O_WRONLY | constants.O_DSYNC);
+}
+
+/** Removes the temp files of `path` that a crash left behind (an interrupted write, or a spare). */
+export async function removeTempFiles(path: string): Promise<void> {
+  const prefix = `.${basename(path)}.`;
+  for (const f of await readdir(dirname(path))) {
+    if (f.startsWith(prefix) && f.endsWith('.tmp')) await rm(join(dirname(path), f), { force: true });
+  }
 }
 
 // A temp file made now (the caller chmods it alongside its write).

@@ -1,10 +1,9 @@
-import { constants } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import { chmod, mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { chmod, mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { tempNameFor, writeFileAtomic } from './atomic-file.js';
+import { removeTempFiles, sparesFor, writeFileAtomic } from './atomic-file.js';
 import { lockStateDir } from './lock.js';
-import { SpareFiles } from './spare-file.js';
+import type { SpareFiles } from './spare-file.js';
 import { emptyState, type State, stateSchema } from './state.js';
 
 /** Raised when the state file exists but cannot be trusted; the daemon refuses to start rather than lose exports. */
@@ -23,7 +22,7 @@ export class StateStore {
 
   constructor(readonly dir: string) {
     this.file = join(dir, 'state.json');
-    this.spares = new SpareFiles(() => tempNameFor(this.file), constants.O_WRONLY | constants.O_DSYNC);
+    this.spares = sparesFor(this.file);
   }
 
   /** Takes the lock and loads the state (a fresh one when there is no file yet). */
@@ -33,9 +32,7 @@ export class StateStore {
     await chmod(this.dir, 0o700);
     this.lock = await lockStateDir(join(this.dir, 'lock'));
     // Temp files a crash left behind (an interrupted save, or the spare): never the state itself.
-    for (const f of await readdir(this.dir)) {
-      if (f.startsWith('.state.json.') && f.endsWith('.tmp')) await rm(join(this.dir, f), { force: true });
-    }
+    await removeTempFiles(this.file);
     let text: string | undefined;
     try {
       text = await readFile(this.file, 'utf8');

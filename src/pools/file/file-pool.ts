@@ -242,12 +242,9 @@ export class FilePool implements BlockPool {
    */
   async open(): Promise<void> {
     if (this.opened) return;
-    const existed = await fsp.stat(this.dir).then(
-      () => true,
-      () => false,
-    );
-    await fsp.mkdir(this.metaDir, { recursive: true, mode: 0o700 });
-    if (!existed) {
+    // mkdir answers with the first directory it created: the pool's own (or one above) means it was missing.
+    const created = await fsp.mkdir(this.metaDir, { recursive: true, mode: 0o700 });
+    if (created !== undefined && (created === this.dir || this.dir.startsWith(created + path.sep))) {
       // Often right (a first start), but also what a mistyped path or an unmounted disk looks like.
       this.log.warn(
         { pool: this.name, path: this.dir },
