@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -36,8 +37,24 @@ typedef enum {
   OP_COPY_RANGE,
   OP_DATA_EXTENTS,
   OP_COPY_RANGES,
-  OP_FTRUNCATE
+  OP_FTRUNCATE,
+  OP_STEPS,
+  OP_CREATE_TEMP
 } op_kind;
+
+/* One step of an OP_STEPS job (see fs_steps below). */
+typedef enum { ST_PWRITE, ST_FTRUNCATE, ST_FSYNC, ST_FDATASYNC, ST_RENAME, ST_UNLINK, ST_ABSENT, ST_CLOSE } step_kind;
+
+typedef struct {
+  step_kind kind;
+  int fd;
+  int64_t num;   /* ST_PWRITE: file offset; ST_FTRUNCATE: length */
+  char *path;    /* ST_RENAME: from; ST_UNLINK, ST_ABSENT: the path */
+  char *path2;   /* ST_RENAME: to */
+  void *data;    /* ST_PWRITE: a private copy of the bytes */
+  size_t len;
+  bool missing_ok; /* ST_UNLINK: ENOENT counts as done */
+} step_t;
 
 typedef struct {
   op_kind op;
@@ -53,6 +70,10 @@ typedef struct {
   size_t nranges;
   size_t max_ranges;
   const char *syscall;
+  /* OP_STEPS: the steps (owned by the job), and the index of the one that failed */
+  step_t *steps;
+  size_t nsteps;
+  size_t failed_step;
   napi_deferred deferred;
   napi_async_work work;
 } job_t;
@@ -139,6 +160,81 @@ static bool get_args(napi_env env, napi_callback_info info, size_t want, napi_va
   return true;
 }
 
+/* Runs the steps of an OP_STEPS job in order, stopping at the first failure (job->failed_step names it). */
+static void run_steps(job_t *job) {
+  bool failed = false;
+  for (size_t i = 0; i < job->nsteps; i++) {
+    step_t *st = &job->steps[i];
+    int rc = 0;
+    /* A close runs even after a failure, so the sequence never leaks a descriptor, and its own failure is
+     * ignored: Linux releases the descriptor whatever close returns, and what had to be durable was synced
+     * by an earlier step. */
+    if (st->kind == ST_CLOSE) {
+      close(st->fd);
+      continue;
+    }
+    if (failed) continue;
+    switch (st->kind) {
+      case ST_CLOSE:
+        break;
+      case ST_PWRITE:
+        for (size_t done = 0; done < st->len;) {
+          ssize_t n = pwrite(st->fd, (char *)st->data + done, st->len - done, (off_t)(st->num + (int64_t)done));
+          if (n < 0) {
+            if (errno == EINTR) continue;
+            rc = -1;
+            break;
+          }
+          done += (size_t)n;
+        }
+        job->syscall = "write";
+        break;
+      case ST_FTRUNCATE:
+        do rc = ftruncate(st->fd, (off_t)st->num);
+        while (rc < 0 && errno == EINTR);
+        job->syscall = "ftruncate";
+        break;
+      case ST_FSYNC:
+        do rc = fsync(st->fd);
+        while (rc < 0 && errno == EINTR);
+        job->syscall = "fsync";
+        break;
+      case ST_FDATASYNC:
+        do rc = fdatasync(st->fd);
+        while (rc < 0 && errno == EINTR);
+        job->syscall = "fdatasync";
+        break;
+      case ST_RENAME:
+        rc = rename(st->path, st->path2);
+        job->syscall = "rename";
+        break;
+      case ST_UNLINK:
+        rc = unlink(st->path);
+        if (rc < 0 && errno == ENOENT && st->missing_ok) rc = 0;
+        job->syscall = "unlink";
+        break;
+      case ST_ABSENT: {
+        struct stat sb;
+        job->syscall = "lstat";
+        if (lstat(st->path, &sb) == 0) {
+          errno = EEXIST;
+          rc = -1;
+        } else if (errno == ENOENT) {
+          rc = 0;
+        } else {
+          rc = -1;
+        }
+        break;
+      }
+    }
+    if (rc < 0) {
+      job->err = errno;
+      job->failed_step = i;
+      failed = true;
+    }
+  }
+}
+
 /* Runs on a threadpool thread: no N-API calls allowed here. */
 static void job_execute(napi_env env, void *data) {
   job_t *job = data;
@@ -211,6 +307,29 @@ static void job_execute(napi_env env, void *data) {
       }
       break;
     }
+    case OP_STEPS:
+      run_steps(job);
+      break;
+    case OP_CREATE_TEMP: {
+      int fd;
+      do fd = open(job->steps[0].path, O_CREAT | O_EXCL | O_CLOEXEC | (int)job->off_in, 0600);
+      while (fd < 0 && errno == EINTR);
+      if (fd < 0) {
+        job->err = errno;
+        job->syscall = "open";
+        break;
+      }
+      /* Exactly 0600 whatever the umask: the file may come to hold secrets. */
+      if (fchmod(fd, 0600) < 0) {
+        job->err = errno;
+        job->syscall = "fchmod";
+        close(fd);
+        unlink(job->steps[0].path);
+        break;
+      }
+      job->result = fd;
+      break;
+    }
     case OP_COPY_RANGES: {
       int64_t done = 0;
       for (size_t i = 0; i < job->nranges && job->err == 0; i++) {
@@ -239,6 +358,12 @@ static void job_execute(napi_env env, void *data) {
 }
 
 static void free_job(job_t *job) {
+  for (size_t i = 0; i < job->nsteps; i++) {
+    free(job->steps[i].path);
+    free(job->steps[i].path2);
+    free(job->steps[i].data);
+  }
+  free(job->steps);
   free(job->ranges);
   free(job);
 }
@@ -253,9 +378,23 @@ static void job_complete(napi_env env, napi_status status, void *data) {
     napi_reject_deferred(env, job->deferred, value);
   } else if (job->err != 0) {
     value = make_errno_error(env, job->err, job->syscall);
+    if (value != NULL && job->op == OP_CREATE_TEMP) {
+      napi_value path;
+      if (napi_create_string_utf8(env, job->steps[0].path, NAPI_AUTO_LENGTH, &path) == napi_ok)
+        napi_set_named_property(env, value, "path", path);
+    } else if (value != NULL && job->op == OP_STEPS) {
+      napi_value step;
+      step_t *st = &job->steps[job->failed_step];
+      if (napi_create_uint32(env, (uint32_t)job->failed_step, &step) == napi_ok)
+        napi_set_named_property(env, value, "step", step);
+      if (st->path != NULL && napi_create_string_utf8(env, st->path, NAPI_AUTO_LENGTH, &step) == napi_ok)
+        napi_set_named_property(env, value, "path", step);
+      if (st->path2 != NULL && napi_create_string_utf8(env, st->path2, NAPI_AUTO_LENGTH, &step) == napi_ok)
+        napi_set_named_property(env, value, "dest", step);
+    }
     napi_reject_deferred(env, job->deferred, value);
   } else {
-    if (job->op == OP_PUNCH_HOLE || job->op == OP_FALLOCATE || job->op == OP_FTRUNCATE) {
+    if (job->op == OP_PUNCH_HOLE || job->op == OP_FALLOCATE || job->op == OP_FTRUNCATE || job->op == OP_STEPS) {
       napi_get_undefined(env, &value);
     } else if (job->op == OP_DATA_EXTENTS) {
       napi_value buffer;
@@ -519,6 +658,176 @@ static napi_value pread_nowait(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/* Copies string `v` into a fresh malloc'd string; throws (naming `what`) and returns NULL if it is not a
+ * non-empty string of fewer than PATH_MAX bytes without NUL bytes. */
+static char *value_path(napi_env env, napi_value v, const char *what) {
+  napi_valuetype t;
+  size_t len = 0;
+  char msg[128];
+  if (napi_typeof(env, v, &t) == napi_ok && t == napi_string &&
+      napi_get_value_string_utf8(env, v, NULL, 0, &len) == napi_ok && len > 0 && len < PATH_MAX) {
+    char *s = malloc(len + 1);
+    if (s == NULL) {
+      napi_throw_error(env, "ENOMEM", "out of memory");
+      return NULL;
+    }
+    napi_get_value_string_utf8(env, v, s, len + 1, &len);
+    if (strlen(s) == len) return s; /* a NUL inside would silently cut the path short */
+    free(s);
+  }
+  snprintf(msg, sizeof msg, "'%s' must be a non-empty path without NUL bytes", what);
+  napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", msg);
+  return NULL;
+}
+
+/* value_path of property `key` of step `index`. */
+static char *prop_path(napi_env env, napi_value obj, const char *key, size_t index) {
+  napi_value v;
+  char what[48];
+  snprintf(what, sizeof what, "steps[%zu].%s", index, key);
+  if (napi_get_named_property(env, obj, key, &v) != napi_ok) return NULL;
+  return value_path(env, v, what);
+}
+
+/* Parses one {op, ...} object of fsSteps into `st`; throws and returns false when it is malformed. */
+static bool parse_step(napi_env env, napi_value obj, size_t i, step_t *st) {
+  static const struct {
+    const char *name;
+    step_kind kind;
+  } ops[] = {{"pwrite", ST_PWRITE}, {"ftruncate", ST_FTRUNCATE}, {"fsync", ST_FSYNC},
+             {"fdatasync", ST_FDATASYNC}, {"rename", ST_RENAME}, {"unlink", ST_UNLINK},
+             {"absent", ST_ABSENT}, {"close", ST_CLOSE}};
+  char op[16] = "";
+  char what[32];
+  napi_value v;
+  napi_valuetype t;
+  size_t len = 0;
+  if (napi_typeof(env, obj, &t) != napi_ok || t != napi_object || napi_get_named_property(env, obj, "op", &v) != napi_ok ||
+      napi_typeof(env, v, &t) != napi_ok || t != napi_string ||
+      napi_get_value_string_utf8(env, v, op, sizeof op, &len) != napi_ok)
+    op[0] = 0;
+  size_t k = 0;
+  while (k < sizeof ops / sizeof ops[0] && strcmp(ops[k].name, op) != 0) k++;
+  if (k == sizeof ops / sizeof ops[0]) {
+    char msg[128];
+    snprintf(msg, sizeof msg, "steps[%zu].op must be one of pwrite, ftruncate, fsync, fdatasync, rename, unlink, absent, close", i);
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", msg);
+    return false;
+  }
+  st->kind = ops[k].kind;
+  st->fd = -1;
+  switch (st->kind) {
+    case ST_PWRITE: {
+      bool is_buffer = false;
+      void *bytes;
+      snprintf(what, sizeof what, "steps[%zu].fd", i);
+      if (napi_get_named_property(env, obj, "fd", &v) != napi_ok || !arg_fd(env, v, what, &st->fd)) return false;
+      if (napi_get_named_property(env, obj, "data", &v) != napi_ok || napi_is_buffer(env, v, &is_buffer) != napi_ok ||
+          !is_buffer || napi_get_buffer_info(env, v, &bytes, &st->len) != napi_ok) {
+        snprintf(what, sizeof what, "steps[%zu].data", i);
+        char msg[64];
+        snprintf(msg, sizeof msg, "'%s' must be a Buffer", what);
+        napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", msg);
+        return false;
+      }
+      snprintf(what, sizeof what, "steps[%zu].offset", i);
+      if (napi_get_named_property(env, obj, "offset", &v) != napi_ok || napi_typeof(env, v, &t) != napi_ok) return false;
+      if (t != napi_undefined && !arg_i64(env, v, what, &st->num)) return false;
+      /* Copied: the JS buffer may change or be collected while the threadpool works. */
+      st->data = malloc(st->len > 0 ? st->len : 1);
+      if (st->data == NULL) {
+        napi_throw_error(env, "ENOMEM", "out of memory");
+        return false;
+      }
+      if (st->len > 0) memcpy(st->data, bytes, st->len);
+      return true;
+    }
+    case ST_FTRUNCATE:
+      snprintf(what, sizeof what, "steps[%zu].fd", i);
+      if (napi_get_named_property(env, obj, "fd", &v) != napi_ok || !arg_fd(env, v, what, &st->fd)) return false;
+      snprintf(what, sizeof what, "steps[%zu].length", i);
+      return napi_get_named_property(env, obj, "length", &v) == napi_ok && arg_i64(env, v, what, &st->num);
+    case ST_FSYNC:
+    case ST_FDATASYNC:
+    case ST_CLOSE:
+      snprintf(what, sizeof what, "steps[%zu].fd", i);
+      return napi_get_named_property(env, obj, "fd", &v) == napi_ok && arg_fd(env, v, what, &st->fd);
+    case ST_RENAME:
+      return (st->path = prop_path(env, obj, "from", i)) != NULL && (st->path2 = prop_path(env, obj, "to", i)) != NULL;
+    case ST_UNLINK: {
+      bool missing_ok = false;
+      if ((st->path = prop_path(env, obj, "path", i)) == NULL) return false;
+      if (napi_get_named_property(env, obj, "missingOk", &v) != napi_ok || napi_typeof(env, v, &t) != napi_ok) return false;
+      snprintf(what, sizeof what, "steps[%zu].missingOk", i);
+      if (t != napi_undefined && !arg_bool(env, v, what, &missing_ok)) return false;
+      st->missing_ok = missing_ok;
+      return true;
+    }
+    case ST_ABSENT:
+      return (st->path = prop_path(env, obj, "path", i)) != NULL;
+  }
+  return false;
+}
+
+/* Bounds one sequence; callers need a handful of steps. */
+#define MAX_STEPS 64
+
+/* (steps) -> Promise<void>: the steps run in order in one threadpool job, so a small durable update (write,
+ * rename, directory fsync, ...) costs one round trip instead of one per call. The first failure stops the
+ * sequence and rejects with an errno error whose `step` is the failed step's index. */
+static napi_value fs_steps(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  bool is_array = false;
+  uint32_t n = 0;
+  if (!get_args(env, info, 1, argv)) return NULL;
+  NAPI_CALL(env, napi_is_array(env, argv[0], &is_array));
+  if (is_array) NAPI_CALL(env, napi_get_array_length(env, argv[0], &n));
+  if (!is_array || n == 0 || n > MAX_STEPS) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "'steps' must be an array of 1 to 64 steps");
+    return NULL;
+  }
+  job_t *job = new_job(env, OP_STEPS, "fsSteps");
+  if (job == NULL) return NULL;
+  job->steps = calloc(n, sizeof *job->steps);
+  if (job->steps == NULL) {
+    free_job(job);
+    napi_throw_error(env, "ENOMEM", "out of memory");
+    return NULL;
+  }
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value obj;
+    job->nsteps = i + 1; /* so free_job frees what this step allocated, even on failure */
+    if (napi_get_element(env, argv[0], i, &obj) != napi_ok || !parse_step(env, obj, i, &job->steps[i])) {
+      free_job(job);
+      return NULL;
+    }
+  }
+  return queue_job(env, job);
+}
+
+/* (path, dsync) -> Promise<fd>: creates `path` (O_CREAT|O_EXCL, write-only, O_DSYNC if asked) with mode
+ * exactly 0600 in one threadpool job. The descriptor is the caller's to close (a `close` step, or fs.close). */
+static napi_value create_temp(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  bool dsync;
+  if (!get_args(env, info, 2, argv) || !arg_bool(env, argv[1], "dsync", &dsync)) return NULL;
+  job_t *job = new_job(env, OP_CREATE_TEMP, "open");
+  if (job == NULL) return NULL;
+  job->steps = calloc(1, sizeof *job->steps);
+  if (job->steps == NULL) {
+    free_job(job);
+    napi_throw_error(env, "ENOMEM", "out of memory");
+    return NULL;
+  }
+  job->nsteps = 1;
+  if ((job->steps[0].path = value_path(env, argv[0], "path")) == NULL) {
+    free_job(job);
+    return NULL;
+  }
+  job->off_in = O_WRONLY | (dsync ? O_DSYNC : 0);
+  return queue_job(env, job);
+}
+
 NAPI_MODULE_INIT() {
   napi_property_descriptor props[] = {
       {"punchHole", NULL, punch_hole, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -531,6 +840,8 @@ NAPI_MODULE_INIT() {
       {"copyRanges", NULL, copy_ranges, NULL, NULL, NULL, napi_enumerable, NULL},
       {"flock", NULL, do_flock, NULL, NULL, NULL, napi_enumerable, NULL},
       {"preadNowait", NULL, pread_nowait, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"fsSteps", NULL, fs_steps, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"createTemp", NULL, create_temp, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   NAPI_CALL(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
   return exports;

@@ -11,6 +11,26 @@ export interface NativeError extends Error {
   syscall: string;
 }
 
+/**
+ * One step of {@link fsSteps}: `pwrite` writes all of `data` at `offset` (default 0); `rename` is rename(2);
+ * `unlink` with `missingOk` treats a missing file as removed; `absent` fails with EEXIST when `path` exists
+ * (lstat), so a sequence can stop before it would put something beside a file it does not own. `close`
+ * runs even when an earlier step failed and never fails itself, so a sequence that ends with the closes of
+ * its descriptors never leaks one.
+ */
+export type FsStep =
+  | { op: 'pwrite'; fd: number; data: Buffer; offset?: number }
+  | { op: 'ftruncate'; fd: number; length: number }
+  | { op: 'fsync' | 'fdatasync' | 'close'; fd: number }
+  | { op: 'rename'; from: string; to: string }
+  | { op: 'unlink'; path: string; missingOk?: boolean }
+  | { op: 'absent'; path: string };
+
+/** The error of a failed {@link fsSteps}: `step` is the index of the step that failed (the ones before it ran). */
+export interface StepError extends NativeError {
+  step: number;
+}
+
 interface Addon {
   punchHole(fd: number, offset: number, length: number): Promise<void>;
   fallocate(fd: number, offset: number, length: number): Promise<void>;
@@ -22,6 +42,8 @@ interface Addon {
   copyRanges(fdIn: number, fdOut: number, ranges: Float64Array): Promise<number>;
   flock(fd: number, exclusive: boolean, nonblock: boolean): void;
   preadNowait(fd: number, buffer: Buffer, offset: number): number;
+  fsSteps(steps: FsStep[]): Promise<void>;
+  createTemp(path: string, dsync: boolean): Promise<number>;
 }
 
 // src/native/ and dist/native/ are both two levels below the package root, so one relative URL serves tsx
@@ -120,4 +142,28 @@ export function flock(fd: number, exclusive: boolean, nonblock: boolean): void {
  */
 export function preadNowait(fd: number, buffer: Buffer, offset: number): number {
   return load().preadNowait(fd, buffer, offset);
+}
+
+/**
+ * Runs `steps` in order in one thread-pool job, stopping at the first failure, which rejects with a
+ * {@link StepError}. A durable small update (write, rename, directory fsync) then costs one round trip
+ * between threads instead of one per call; on a fast disk those round trips cost as much as the I/O.
+ */
+export function fsSteps(steps: FsStep[]): Promise<void> {
+  return load().fsSteps(steps);
+}
+
+/**
+ * Creates `path` (which must not exist) for writing, with mode exactly 0600 whatever the umask, O_DSYNC if
+ * `dsync`, in one thread-pool job; resolves with the descriptor, which the caller closes (a `close` step of
+ * fsSteps, or fs.close).
+ */
+export function createTemp(path: string, dsync: boolean): Promise<number> {
+  return load().createTemp(path, dsync);
+}
+
+/** The index of the step a {@link fsSteps} failure stopped at (-1 when `err` did not come from one). */
+export function failedStep(err: unknown): number {
+  const step = (err as { step?: unknown } | undefined)?.step;
+  return typeof step === 'number' ? step : -1;
 }

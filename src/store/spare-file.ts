@@ -1,12 +1,18 @@
-import { constants } from 'node:fs';
-import { type FileHandle, open, unlink } from 'node:fs/promises';
+import { close } from 'node:fs';
+import { unlink } from 'node:fs/promises';
+import { createTemp } from '../native/index.js';
 
 const noop = (): void => {};
 
-/** An empty private temp file, open for writing. */
+/** An empty private (0600) temp file, open for writing; `fd` is a raw descriptor its taker closes. */
 export interface TempFile {
   path: string;
-  handle: FileHandle;
+  fd: number;
+}
+
+/** Closes a raw descriptor without waiting for it (nothing to report: Linux frees it either way). */
+export function closeFd(fd: number): void {
+  close(fd, noop);
 }
 
 /**
@@ -14,15 +20,18 @@ export interface TempFile {
  * journal (about 1 ms here, as long as the rest of a small atomic write); a file made in the background
  * between two calls takes that wait off the caller's path. At most one spare exists at a time; whoever
  * owns the directory removes leftovers at startup, since a crash leaves the spare behind.
+ *
+ * The files are raw descriptors, not FileHandles, so that a caller can close them inside the same native
+ * job as its writes and syncs (fsSteps) instead of paying another thread round trip.
  */
 export class SpareFiles {
   private next: Promise<TempFile> | undefined;
   private closed = false;
 
-  /** `makePath` names each new file (unique); `flags` are the open flags besides O_CREAT|O_EXCL. */
+  /** `makePath` names each new file (unique); `dsync` opens them O_DSYNC (each write durable when it returns). */
   constructor(
     private readonly makePath: () => string,
-    private readonly flags: number,
+    private readonly dsync = false,
   ) {}
 
   /** A new empty file: the spare when there is one, else one made now. */
@@ -59,21 +68,12 @@ export class SpareFiles {
     this.next = undefined;
     const f = await ready?.catch(() => undefined);
     if (!f) return;
-    await f.handle.close().catch(noop);
+    closeFd(f.fd);
     await unlink(f.path).catch(noop);
   }
 
   private async make(): Promise<TempFile> {
     const path = this.makePath();
-    const handle = await open(path, this.flags | constants.O_CREAT | constants.O_EXCL, 0o600);
-    try {
-      // Exactly 0600 whatever the umask: the file may come to hold secrets.
-      await handle.chmod(0o600);
-    } catch (e) {
-      await handle.close().catch(noop);
-      await unlink(path).catch(noop);
-      throw e;
-    }
-    return { path, handle };
+    return { path, fd: await createTemp(path, this.dsync) };
   }
 }

@@ -1,9 +1,8 @@
 import type { FileHandle } from 'node:fs/promises';
 import { chmod, mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { removeTempFiles, sparesFor, writeFileAtomic } from './atomic-file.js';
+import { AtomicFile } from './atomic-file.js';
 import { lockStateDir } from './lock.js';
-import type { SpareFiles } from './spare-file.js';
 import { emptyState, type State, stateSchema } from './state.js';
 
 /** Raised when the state file exists but cannot be trusted; the daemon refuses to start rather than lose exports. */
@@ -17,12 +16,11 @@ export class StateStore {
   private lock: FileHandle | undefined;
   private current: State = emptyState();
   readonly file: string;
-  // The next save's temp file, made while the daemon waits for the next call.
-  private readonly spares: SpareFiles;
+  private readonly atomic: AtomicFile;
 
   constructor(readonly dir: string) {
     this.file = join(dir, 'state.json');
-    this.spares = sparesFor(this.file);
+    this.atomic = new AtomicFile(this.file);
   }
 
   /** Takes the lock and loads the state (a fresh one when there is no file yet). */
@@ -31,8 +29,8 @@ export class StateStore {
     // The directory holds CHAP secrets: keep it private even if it pre-existed.
     await chmod(this.dir, 0o700);
     this.lock = await lockStateDir(join(this.dir, 'lock'));
-    // Temp files a crash left behind (an interrupted save, or the spare): never the state itself.
-    await removeTempFiles(this.file);
+    // Also removes temp files a crash left behind (an interrupted save, or the spare): never the state itself.
+    await this.atomic.open();
     let text: string | undefined;
     try {
       text = await readFile(this.file, 'utf8');
@@ -74,17 +72,13 @@ export class StateStore {
 
   /** Writes `next` durably, then makes it current. On failure the old state stays current. */
   async save(next: State): Promise<void> {
-    try {
-      await writeFileAtomic(this.file, `${JSON.stringify(next, null, 1)}\n`, this.spares);
-      this.current = next;
-    } finally {
-      this.spares.refill();
-    }
+    await this.atomic.write(`${JSON.stringify(next, null, 1)}\n`);
+    this.current = next;
   }
 
   /** Releases the lock. */
   async close(): Promise<void> {
-    await this.spares.dispose();
+    await this.atomic.close();
     await this.lock?.close();
     this.lock = undefined;
   }

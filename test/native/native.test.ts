@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { closeSync, fstatSync, writeSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import * as os from 'node:os';
@@ -10,9 +11,12 @@ import { fileURLToPath } from 'node:url';
 import {
   copyFileRange,
   copyRanges,
+  createTemp,
   dataExtents,
+  failedStep,
   fallocate,
   flock,
+  fsSteps,
   preadNowait,
   punchHole,
   seekData,
@@ -256,5 +260,106 @@ describe('native addon', () => {
         await once(child, 'exit');
       }
     }
+  });
+
+  it('createTemp makes a new file 0600 whatever the umask, and refuses an existing one', async () => {
+    const p = path.join(dir, 'tmp1');
+    const old = process.umask(0);
+    let fd: number;
+    try {
+      fd = await createTemp(p, false);
+    } finally {
+      process.umask(old);
+    }
+    assert.equal((await fsp.stat(p)).mode & 0o777, 0o600);
+    writeSync(fd, 'abc');
+    closeSync(fd);
+    assert.equal(await fsp.readFile(p, 'utf8'), 'abc');
+    await assert.rejects(createTemp(p, true), (err: NodeJS.ErrnoException) => {
+      assert.equal(err.code, 'EEXIST');
+      assert.equal(err.syscall, 'open');
+      assert.equal(err.path, p);
+      return true;
+    });
+    await assert.rejects(createTemp(path.join(dir, 'no', 'such'), false), { code: 'ENOENT' });
+    assert.throws(() => createTemp('', false), { name: 'TypeError' });
+    assert.throws(() => createTemp('a\0b', false), { name: 'TypeError' });
+  });
+
+  it('fsSteps runs its steps in order and reports the failing step', async () => {
+    const a = path.join(dir, 'a');
+    const b = path.join(dir, 'b');
+    const fd = await createTemp(a, true);
+    const d = await fsp.open(dir, 'r');
+    try {
+      await fsSteps([
+        { op: 'absent', path: b },
+        { op: 'pwrite', fd, data: Buffer.from('hello world') },
+        { op: 'pwrite', fd, data: Buffer.from('W'), offset: 6 },
+        { op: 'ftruncate', fd, length: 8 },
+        { op: 'fdatasync', fd },
+        { op: 'rename', from: a, to: b },
+        { op: 'fsync', fd: d.fd },
+        { op: 'close', fd },
+      ]);
+      assert.equal(await fsp.readFile(b, 'utf8'), 'hello Wo');
+      assert.throws(() => fstatSync(fd), { code: 'EBADF' }, 'closed by the close step');
+
+      // A failure stops the sequence (the unlink after it does not run) but never the closes.
+      const fd2 = await createTemp(a, false);
+      await assert.rejects(
+        fsSteps([
+          { op: 'pwrite', fd: fd2, data: Buffer.from('x') },
+          { op: 'absent', path: b },
+          { op: 'unlink', path: a },
+          { op: 'close', fd: fd2 },
+        ]),
+        (err: NodeJS.ErrnoException) => {
+          assert.equal(failedStep(err), 1);
+          assert.equal(err.code, 'EEXIST');
+          assert.equal(err.syscall, 'lstat');
+          assert.equal(err.path, b);
+          return true;
+        },
+      );
+      assert.equal(await fsp.readFile(a, 'utf8'), 'x', 'the step after the failure did not run');
+      assert.throws(() => fstatSync(fd2), { code: 'EBADF' }, 'closed despite the failure');
+
+      await assert.rejects(
+        fsSteps([{ op: 'rename', from: path.join(dir, 'none'), to: b }]),
+        (err: NodeJS.ErrnoException) => {
+          assert.equal(failedStep(err), 0);
+          assert.equal(err.code, 'ENOENT');
+          assert.equal(err.syscall, 'rename');
+          return true;
+        },
+      );
+      await fsSteps([{ op: 'unlink', path: path.join(dir, 'none'), missingOk: true }]);
+      await assert.rejects(fsSteps([{ op: 'unlink', path: path.join(dir, 'none') }]), { code: 'ENOENT' });
+      assert.equal(failedStep(new Error('other')), -1);
+    } finally {
+      await d.close();
+    }
+  });
+
+  it('fsSteps refuses malformed steps synchronously, naming the step', () => {
+    const bad: unknown[] = [
+      [],
+      [{ op: 'nope' }],
+      [{ op: 'fsync' }],
+      [{ op: 'pwrite', fd: 1, data: 'text' }],
+      [{ op: 'pwrite', fd: 1, data: Buffer.alloc(1), offset: -1 }],
+      [{ op: 'rename', from: 'a' }],
+      [{ op: 'unlink', path: 'a', missingOk: 'yes' }],
+      Array.from({ length: 65 }, () => ({ op: 'fsync', fd: 1 })),
+      'steps',
+    ];
+    for (const steps of bad) {
+      assert.throws(() => fsSteps(steps as never), { name: 'TypeError' }, JSON.stringify(steps));
+    }
+    assert.throws(
+      () => fsSteps([{ op: 'fsync', fd: 0 }, { op: 'rename', from: 'a' } as never]),
+      /steps\[1\]\.to/,
+    );
   });
 });

@@ -1,7 +1,7 @@
 // Temp files made ahead of need: the state store and the file pool take them instead of creating one on
 // the caller's path; nothing made ahead may outlive a close, be readable by others, or survive a restart.
 import assert from 'node:assert/strict';
-import { constants } from 'node:fs';
+import { closeSync, writeSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
@@ -28,24 +28,24 @@ const tmpFiles = async (dir: string) => (await fsp.readdir(dir)).filter((f) => f
 describe('SpareFiles', () => {
   it('hands out the spare it made ahead, 0600 under umask 000, one at a time', async () => {
     let n = 0;
-    const spares = new SpareFiles(() => path.join(root, `s${n++}`), constants.O_WRONLY);
+    const spares = new SpareFiles(() => path.join(root, `s${n++}`));
     const first = await spares.take(); // none ready: made now
     assert.equal(first.path, path.join(root, 's0'));
     assert.equal(await mode(first.path), 0o600);
-    await first.handle.close();
+    closeSync(first.fd);
     spares.refill();
     spares.refill(); // still one spare
     const second = await spares.take();
     assert.equal(second.path, path.join(root, 's1'));
     assert.equal(await mode(second.path), 0o600);
-    await second.handle.write(Buffer.from('x'));
-    await second.handle.close();
+    writeSync(second.fd, 'x');
+    closeSync(second.fd);
     assert.deepEqual((await fsp.readdir(root)).sort(), ['s0', 's1']);
   });
 
   it('dispose removes the spare and stops refills until resume', async () => {
     let n = 0;
-    const spares = new SpareFiles(() => path.join(root, `s${n++}`), constants.O_WRONLY);
+    const spares = new SpareFiles(() => path.join(root, `s${n++}`));
     spares.refill();
     await spares.dispose();
     assert.deepEqual(await fsp.readdir(root), []);
@@ -56,18 +56,18 @@ describe('SpareFiles', () => {
     spares.refill();
     const f = await spares.take();
     assert.equal(f.path, path.join(root, 's1'));
-    await f.handle.close();
+    closeSync(f.fd);
   });
 
   it('take still works when the spare could not be made', async () => {
     let n = 0;
     const dir = path.join(root, 'later');
-    const spares = new SpareFiles(() => path.join(dir, `s${n++}`), constants.O_WRONLY);
+    const spares = new SpareFiles(() => path.join(dir, `s${n++}`));
     spares.refill(); // the directory does not exist yet: this spare fails
     await fsp.mkdir(dir);
     const f = await spares.take();
     assert.equal(path.dirname(f.path), dir);
-    await f.handle.close();
+    closeSync(f.fd);
   });
 });
 

@@ -46,10 +46,19 @@ import type { FileHandle } from 'node:fs/promises';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { copyRanges, dataExtents, flock, ftruncate, isErrno } from '../../native/index.js';
+import {
+  copyRanges,
+  dataExtents,
+  type FsStep,
+  failedStep,
+  flock,
+  fsSteps,
+  ftruncate,
+  isErrno,
+} from '../../native/index.js';
 import { ErrorCode, invalidParam, TargetdError } from '../../rpc/errors.js';
 import { NAME_RE } from '../../rpc/params.js';
-import { SpareFiles, type TempFile } from '../../store/spare-file.js';
+import { closeFd, SpareFiles, type TempFile } from '../../store/spare-file.js';
 import type { BlockPool, PoolStats, ProgressFn, VolumeInfo } from '../types.js';
 
 /** The slice of a pino logger the pool uses. */
@@ -232,8 +241,8 @@ export class FilePool implements BlockPool {
     this.quarantineDir = path.join(this.dir, '.targetd', 'quarantine');
     const spareName = (ext: string) => () =>
       path.join(this.tmpDir, `spare-${randomBytes(6).toString('hex')}.${ext}`);
-    this.spareData = new SpareFiles(spareName('vol'), fsConstants.O_WRONLY);
-    this.spareMeta = new SpareFiles(spareName('json'), fsConstants.O_WRONLY);
+    this.spareData = new SpareFiles(spareName('vol'));
+    this.spareMeta = new SpareFiles(spareName('json'));
   }
 
   /**
@@ -532,7 +541,11 @@ export class FilePool implements BlockPool {
       if (isErrno(err, 'ENOENT')) return;
       throw err;
     }
-    throw new TargetdError(
+    throw this.foreignError(name);
+  }
+
+  private foreignError(name: string): TargetdError {
+    return new TargetdError(
       ErrorCode.NAME_CONFLICT,
       `${this.dataPath(name)} already exists in pool ${this.name} and is not a volume of this pool`,
     );
@@ -614,35 +627,49 @@ export class FilePool implements BlockPool {
       const uuid = randomUUID();
       const created = new Date().toISOString();
       const json = metadataJson({ version: 1, name, uuid, created, size: rounded });
-      // Each step is a thread-pool round trip, so independent ones run together. The data file is all
-      // holes and its size is in the metadata: it needs no fsync (see the top of this file).
-      const foreign = this.assertNotForeign(name);
-      await settleAll([
-        foreign,
-        this.spareData.take().then(async (f) => {
-          data = f;
-          await truncateOrRefuse(f.handle, rounded);
-        }),
-        this.spareMeta.take().then(async (f) => {
-          meta = f;
-          // The rename into vols/ may overlap the write (commit syncs both before the data's rename), but
-          // never our metadata beside someone else's file.
-          await settleAll([
-            f.handle.writeFile(json),
-            foreign
-              .then(() => fsp.rename(f.path, this.metaPath(name)))
-              .then(() => {
-                placed = true;
-              }),
-          ]);
-        }),
-      ]);
-      await this.commit(name, data!.path, meta!.handle, data!.handle, { name, uuid, size: rounded, created });
+      const taken = await Promise.allSettled([this.spareData.take(), this.spareMeta.take()]);
+      if (taken[0].status === 'fulfilled') data = taken[0].value;
+      if (taken[1].status === 'fulfilled') meta = taken[1].value;
+      if (!data || !meta) {
+        for (const f of [data, meta]) if (f) closeFd(f.fd);
+        throw (taken.find((t) => t.status === 'rejected') as PromiseRejectedResult).reason;
+      }
+      // The commit protocol at the top of this file, as one thread-pool job: on a fast disk each separate
+      // step's round trip between threads costs as much as its I/O. The data file is all holes and its size
+      // is in the metadata, so it needs no fsync.
+      const steps: FsStep[] = [
+        { op: 'absent', path: this.dataPath(name) },
+        { op: 'ftruncate', fd: data.fd, length: rounded },
+        { op: 'pwrite', fd: meta.fd, data: Buffer.from(json) },
+        { op: 'rename', from: meta.path, to: this.metaPath(name) },
+        { op: 'fsync', fd: meta.fd },
+        { op: 'fsync', fd: this.metaDirHandle!.fd },
+        { op: 'rename', from: data.path, to: this.dataPath(name) },
+        { op: 'fsync', fd: this.dirHandle!.fd },
+        // Close steps run whatever happened before them: the spares are never leaked.
+        { op: 'close', fd: data.fd },
+        { op: 'close', fd: meta.fd },
+      ];
+      const PLACED = 3;
+      const COMMITTED = 6;
+      try {
+        await fsSteps(steps);
+      } catch (err) {
+        const at = failedStep(err);
+        // Not a step's failure: the job never ran, so its closes did not either.
+        if (at < 0) for (const f of [data, meta]) closeFd(f.fd);
+        placed = at > PLACED;
+        if (at === 0 && isErrno(err, 'EEXIST')) throw this.foreignError(name);
+        if (at === 1) throw sizeRefusal(err, rounded);
+        // Only the directory's fsync failed: the volume is in place, though not known to be durable.
+        if (at > COMMITTED) this.index.set(name, { name, uuid, size: rounded, created });
+        throw err;
+      }
+      this.index.set(name, { name, uuid, size: rounded, created });
+      this.sorted = undefined;
       this.log.info({ pool: this.name, name, size: rounded, uuid }, 'volume created');
       return { name, size: rounded, uuid };
     } catch (err) {
-      await meta?.handle.close().catch(noop);
-      await data?.handle.close().catch(noop);
       await this.discard(name, [data?.path, meta?.path], placed);
       throw err;
     } finally {
@@ -708,7 +735,19 @@ export class FilePool implements BlockPool {
     // Under the name's chain: a metadata rewrite already under way finishes before the unlinks below, and
     // one that comes later finds its job dropped.
     await this.serial(name, async () => {
-      await fsp.unlink(this.dataPath(name));
+      // The data's removal must be durable before the metadata's: a .vol left without metadata would be
+      // someone else's file forever, while metadata left without data is cleaned up by open(). One
+      // thread-pool job for the three steps (see create).
+      let err: unknown;
+      await fsSteps([
+        { op: 'unlink', path: this.dataPath(name) },
+        { op: 'fsync', fd: this.dirHandle!.fd },
+        { op: 'unlink', path: this.metaPath(name), missingOk: true },
+      ]).catch((e: unknown) => {
+        err = e;
+      });
+      // Unless the data's unlink itself failed, the volume is gone (its removal maybe not yet durable).
+      if (err !== undefined && failedStep(err) === 0) throw err;
       const job = this.syncs.get(name);
       if (job) {
         job.cancelled = true;
@@ -717,12 +756,7 @@ export class FilePool implements BlockPool {
       }
       this.index.delete(name);
       this.sorted = undefined;
-      // The data's removal must be durable before the metadata's: a .vol left without metadata would be
-      // someone else's file forever, while metadata left without data is cleaned up by open().
-      await this.dirHandle!.sync();
-      await fsp.unlink(this.metaPath(name)).catch((err: unknown) => {
-        if (!isErrno(err, 'ENOENT')) throw err;
-      });
+      if (err !== undefined) throw err;
     });
     this.log.info({ pool: this.name, name, uuid: e.uuid }, 'volume destroyed');
   }
@@ -1052,11 +1086,16 @@ async function truncateOrRefuse(fh: FileHandle, size: number): Promise<void> {
   try {
     await ftruncate(fh.fd, size);
   } catch (err) {
-    if (isErrno(err, 'EFBIG', 'EINVAL')) {
-      throw invalidParam('size', `${size} bytes is larger than this filesystem allows for a file`);
-    }
-    throw err;
+    throw sizeRefusal(err, size);
   }
+}
+
+// A failed ftruncate to `size`: a size error for the client when the filesystem refused the size itself.
+function sizeRefusal(err: unknown, size: number): unknown {
+  if (isErrno(err, 'EFBIG', 'EINVAL')) {
+    return invalidParam('size', `${size} bytes is larger than this filesystem allows for a file`);
+  }
+  return err;
 }
 
 function clamp(n: number, lo: number, hi: number): number {
