@@ -239,6 +239,33 @@ describe('targetd client against a real daemon', () => {
     ok(r, 'password file');
   });
 
+  it('takes connection flags before the subcommand too; the ones after it win', async () => {
+    const port = await freePort();
+    const before = await runCli(BUILT, ['--url', d.url, '--password', d.password, '--json', 'pool', 'list']);
+    const pools = JSON.parse(ok(before, 'flags before')) as { name: string }[];
+    assert.ok(pools.some((p) => p.name === 'pool1'));
+    // A flag after the subcommand beats the same flag before it, and either beats the environment.
+    ok(
+      await runCli(BUILT, ['--url', `127.0.0.1:${port}`, 'vol', 'list', 'pool1', '--url', d.url], {
+        TARGETD_PASSWORD: d.password,
+      }),
+      'after beats before',
+    );
+    ok(
+      await runCli(BUILT, ['--password', d.password, 'pool', 'list'], {
+        TARGETD_URL: d.url,
+        TARGETD_PASSWORD: 'wrong-password',
+      }),
+      'before beats the environment',
+    );
+    const refused = await runCli(BUILT, ['--url', `127.0.0.1:${port}`, 'pool', 'list'], {
+      TARGETD_URL: d.url,
+      TARGETD_PASSWORD: d.password,
+    });
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, new RegExp(`cannot connect to http://127\\.0\\.0\\.1:${port}/`));
+  });
+
   it('says "authentication failed" for a wrong password', async () => {
     const r = await runCli(BUILT, ['pool', 'list', '--url', d.url, '--password', 'wrong-password']);
     assert.equal(r.code, 1);

@@ -117,12 +117,43 @@ function addConnectionOptions(cmd: Command): Command {
   return cmd;
 }
 
+/** A leaf command's connection flags and which of them were given on the command line. */
+interface ResolvedFlags {
+  flags: ClientFlags;
+  fromCli: (key: keyof ClientFlags) => boolean;
+}
+
+/**
+ * The connection flags of `leaf`. They may come before the subcommand too (`targetd --url X vol list`, as
+ * with git or kubectl): a flag given on the command line anywhere beats the environment and defaults, and
+ * one given after the subcommand beats one given before it.
+ */
+function resolveFlags(leaf: Command): ResolvedFlags {
+  const flags = { ...leaf.opts<ClientFlags>() };
+  const cli = new Set<string>();
+  // Every option the leaf has, including those with neither a value nor a default.
+  for (const key of leaf.options.map((o) => o.attributeName()) as (keyof ClientFlags)[]) {
+    if (leaf.getOptionValueSource(key) === 'cli') {
+      cli.add(key);
+      continue;
+    }
+    for (let c = leaf.parent; c; c = c.parent) {
+      if (c.getOptionValueSource(key) === 'cli') {
+        (flags as Record<string, unknown>)[key] = c.getOptionValue(key);
+        cli.add(key);
+        break;
+      }
+    }
+  }
+  return { flags, fromCli: (key) => cli.has(key) };
+}
+
 /** Picks the password source: a flag beats the environment; two sources of the same kind are an error. */
-async function passwordFor(cmd: Command, flags: ClientFlags): Promise<string> {
+async function passwordFor({ flags, fromCli }: ResolvedFlags): Promise<string> {
   let { password, passwordFile } = flags;
   if (password !== undefined && passwordFile !== undefined) {
-    const pwFromCli = cmd.getOptionValueSource('password') === 'cli';
-    const fileFromCli = cmd.getOptionValueSource('passwordFile') === 'cli';
+    const pwFromCli = fromCli('password');
+    const fileFromCli = fromCli('passwordFile');
     if (pwFromCli && !fileFromCli) passwordFile = undefined;
     if (fileFromCli && !pwFromCli) password = undefined;
   }
@@ -130,11 +161,12 @@ async function passwordFor(cmd: Command, flags: ClientFlags): Promise<string> {
 }
 
 /** Builds a client from the command's flags. */
-async function connect(cmd: Command, flags: ClientFlags): Promise<RpcClient> {
+async function connect(resolved: ResolvedFlags): Promise<RpcClient> {
+  const { flags } = resolved;
   return new RpcClient({
     url: normalizeUrl(flags.url),
     user: flags.user,
-    password: await passwordFor(cmd, flags),
+    password: await passwordFor(resolved),
     insecure: flags.insecure === true,
     timeoutMs: flags.timeout * 1000,
   });
@@ -167,9 +199,9 @@ function leaf(parent: Command, spec: string, description: string, handler: Handl
     const self = raw.at(-1) as Command;
     let client: RpcClient | undefined;
     try {
-      const flags = self.opts<ClientFlags>();
-      client = await connect(self, flags);
-      await handler(new Context(client, flags), self.args, self);
+      const resolved = resolveFlags(self);
+      client = await connect(resolved);
+      await handler(new Context(client, resolved.flags), self.args, self);
     } catch (e) {
       report(e);
       // exitCode rather than exit(): stdout may still be draining into a pipe.
@@ -570,4 +602,7 @@ Examples:
 
   for (const cmd of top) cmd.helpGroup(COMMANDS_GROUP);
   for (const cmd of leaves.splice(0)) addConnectionOptions(cmd);
+  // Also before the subcommand; positional, so that after it they are the subcommand's own.
+  addConnectionOptions(program);
+  program.enablePositionalOptions();
 }
