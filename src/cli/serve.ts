@@ -139,8 +139,10 @@ export async function startDaemon(loaded: LoadedConfig, log: Logger): Promise<()
   const host = addr.address.includes(':') ? `[${addr.address}]` : addr.address;
   const url = `${scheme}://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${addr.port}/targetrpc`;
   log.info(
-    { address: addr.address, port: addr.port, tls: !!tls, url },
-    `API listening on ${scheme}://${host}:${addr.port}/targetrpc`,
+    { address: addr.address, port: addr.port, tls: !!tls, url, user: config.user },
+    `API listening on ${scheme}://${host}:${addr.port}/targetrpc (user ${config.user}, password ${
+      loaded.embedded ? `in ${loaded.embedded.passwordFile}` : `from ${loaded.source}`
+    })`,
   );
   if (loaded.embedded) {
     const pw = loaded.embedded.newPassword;

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { ConfigError, validateConfig } from '../../src/config/load.js';
-import { MAIN } from '../helpers/daemon.js';
+import { MAIN, startDaemon } from '../helpers/daemon.js';
 
 describe('config validation', () => {
   test('defaults follow upstream and ours', () => {
@@ -204,6 +204,29 @@ describe('embedded default', () => {
       child.kill('SIGKILL');
       await new Promise((r) => child.once('exit', r));
       await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('startup lines with a config file', () => {
+  test('say the config, each pool, and how to connect (URL, user, where the password is)', async () => {
+    const d = await startDaemon();
+    try {
+      // The lines travel through a pipe; the daemon may answer its first call before they arrive.
+      const deadline = Date.now() + 5000;
+      while (!d.stderr.includes('API listening') && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      assert.match(d.stderr, new RegExp(`targetd starting with config ${d.configPath}`));
+      assert.match(d.stderr, /"msg":"pool pool1 ready"/);
+      const escaped = d.url.replace(/[.]/g, '\\.');
+      assert.match(
+        d.stderr,
+        new RegExp(`API listening on ${escaped} \\(user admin, password from ${d.configPath}\\)`),
+      );
+      assert.doesNotMatch(d.stderr, new RegExp(d.password), 'the password itself is never logged');
+    } finally {
+      await d.dispose();
     }
   });
 });
