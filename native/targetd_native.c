@@ -43,18 +43,46 @@ typedef enum {
 } op_kind;
 
 /* One step of an OP_STEPS job (see fs_steps below). */
-typedef enum { ST_PWRITE, ST_FTRUNCATE, ST_FSYNC, ST_FDATASYNC, ST_RENAME, ST_UNLINK, ST_ABSENT, ST_CLOSE } step_kind;
+typedef enum {
+  ST_PWRITE,
+  ST_FTRUNCATE,
+  ST_FSYNC,
+  ST_FDATASYNC,
+  ST_RENAME,
+  ST_UNLINK,
+  ST_ABSENT,
+  ST_CLOSE,
+  ST_SPARE
+} step_kind;
 
 typedef struct {
   step_kind kind;
   int fd;
   int64_t num;   /* ST_PWRITE: file offset; ST_FTRUNCATE: length */
-  char *path;    /* ST_RENAME: from; ST_UNLINK, ST_ABSENT: the path */
+  char *path;    /* ST_RENAME: from; ST_UNLINK, ST_ABSENT, ST_SPARE: the path */
   char *path2;   /* ST_RENAME: to */
   void *data;    /* ST_PWRITE: a private copy of the bytes */
   size_t len;
   bool missing_ok; /* ST_UNLINK: ENOENT counts as done */
+  bool dsync;      /* ST_SPARE: open O_DSYNC */
 } step_t;
+
+/* Creates `path` (which must not exist) write-only, O_DSYNC if asked, mode exactly 0600 whatever the umask.
+ * Returns the descriptor, or -1 with errno set (and nothing left behind). */
+static int create_private(const char *path, bool dsync) {
+  int fd;
+  do fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | (dsync ? O_DSYNC : 0), 0600);
+  while (fd < 0 && errno == EINTR);
+  if (fd < 0) return -1;
+  if (fchmod(fd, 0600) < 0) {
+    int err = errno;
+    close(fd);
+    unlink(path);
+    errno = err;
+    return -1;
+  }
+  return fd;
+}
 
 typedef struct {
   op_kind op;
@@ -177,6 +205,10 @@ static void run_steps(job_t *job) {
     switch (st->kind) {
       case ST_CLOSE:
         break;
+      case ST_SPARE:
+        /* Made ahead for the caller's next sequence; failing to make one is not this sequence's failure. */
+        st->fd = create_private(st->path, st->dsync);
+        break;
       case ST_PWRITE:
         for (size_t done = 0; done < st->len;) {
           ssize_t n = pwrite(st->fd, (char *)st->data + done, st->len - done, (off_t)(st->num + (int64_t)done));
@@ -231,6 +263,17 @@ static void run_steps(job_t *job) {
       job->err = errno;
       job->failed_step = i;
       failed = true;
+    }
+  }
+  /* A failed sequence answers with an error only: spares it made would leak, so they go. */
+  if (failed) {
+    for (size_t i = 0; i < job->nsteps; i++) {
+      step_t *st = &job->steps[i];
+      if (st->kind == ST_SPARE && st->fd >= 0) {
+        close(st->fd);
+        unlink(st->path);
+        st->fd = -1;
+      }
     }
   }
 }
@@ -311,21 +354,10 @@ static void job_execute(napi_env env, void *data) {
       run_steps(job);
       break;
     case OP_CREATE_TEMP: {
-      int fd;
-      do fd = open(job->steps[0].path, O_CREAT | O_EXCL | O_CLOEXEC | (int)job->off_in, 0600);
-      while (fd < 0 && errno == EINTR);
+      int fd = create_private(job->steps[0].path, job->steps[0].dsync);
       if (fd < 0) {
         job->err = errno;
         job->syscall = "open";
-        break;
-      }
-      /* Exactly 0600 whatever the umask: the file may come to hold secrets. */
-      if (fchmod(fd, 0600) < 0) {
-        job->err = errno;
-        job->syscall = "fchmod";
-        close(fd);
-        unlink(job->steps[0].path);
-        break;
       }
       job->result = fd;
       break;
@@ -394,8 +426,18 @@ static void job_complete(napi_env env, napi_status status, void *data) {
     }
     napi_reject_deferred(env, job->deferred, value);
   } else {
-    if (job->op == OP_PUNCH_HOLE || job->op == OP_FALLOCATE || job->op == OP_FTRUNCATE || job->op == OP_STEPS) {
+    if (job->op == OP_PUNCH_HOLE || job->op == OP_FALLOCATE || job->op == OP_FTRUNCATE) {
       napi_get_undefined(env, &value);
+    } else if (job->op == OP_STEPS) {
+      /* The descriptors of the spares made, in step order (-1 where one could not be made). */
+      uint32_t n = 0;
+      if (napi_create_array(env, &value) != napi_ok) value = NULL;
+      for (size_t i = 0; value != NULL && i < job->nsteps; i++) {
+        napi_value fd;
+        if (job->steps[i].kind != ST_SPARE) continue;
+        if (napi_create_int32(env, job->steps[i].fd, &fd) != napi_ok || napi_set_element(env, value, n++, fd) != napi_ok)
+          value = NULL;
+      }
     } else if (job->op == OP_DATA_EXTENTS) {
       napi_value buffer;
       void *bytes;
@@ -696,7 +738,7 @@ static bool parse_step(napi_env env, napi_value obj, size_t i, step_t *st) {
     step_kind kind;
   } ops[] = {{"pwrite", ST_PWRITE}, {"ftruncate", ST_FTRUNCATE}, {"fsync", ST_FSYNC},
              {"fdatasync", ST_FDATASYNC}, {"rename", ST_RENAME}, {"unlink", ST_UNLINK},
-             {"absent", ST_ABSENT}, {"close", ST_CLOSE}};
+             {"absent", ST_ABSENT}, {"close", ST_CLOSE}, {"spare", ST_SPARE}};
   char op[16] = "";
   char what[32];
   napi_value v;
@@ -710,7 +752,7 @@ static bool parse_step(napi_env env, napi_value obj, size_t i, step_t *st) {
   while (k < sizeof ops / sizeof ops[0] && strcmp(ops[k].name, op) != 0) k++;
   if (k == sizeof ops / sizeof ops[0]) {
     char msg[128];
-    snprintf(msg, sizeof msg, "steps[%zu].op must be one of pwrite, ftruncate, fsync, fdatasync, rename, unlink, absent, close", i);
+    snprintf(msg, sizeof msg, "steps[%zu].op must be one of pwrite, ftruncate, fsync, fdatasync, rename, unlink, absent, close, spare", i);
     napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", msg);
     return false;
   }
@@ -765,6 +807,15 @@ static bool parse_step(napi_env env, napi_value obj, size_t i, step_t *st) {
     }
     case ST_ABSENT:
       return (st->path = prop_path(env, obj, "path", i)) != NULL;
+    case ST_SPARE: {
+      bool dsync = false;
+      if ((st->path = prop_path(env, obj, "path", i)) == NULL) return false;
+      if (napi_get_named_property(env, obj, "dsync", &v) != napi_ok || napi_typeof(env, v, &t) != napi_ok) return false;
+      snprintf(what, sizeof what, "steps[%zu].dsync", i);
+      if (t != napi_undefined && !arg_bool(env, v, what, &dsync)) return false;
+      st->dsync = dsync;
+      return true;
+    }
   }
   return false;
 }
@@ -824,7 +875,7 @@ static napi_value create_temp(napi_env env, napi_callback_info info) {
     free_job(job);
     return NULL;
   }
-  job->off_in = O_WRONLY | (dsync ? O_DSYNC : 0);
+  job->steps[0].dsync = dsync;
   return queue_job(env, job);
 }
 

@@ -16,7 +16,9 @@ export interface NativeError extends Error {
  * `unlink` with `missingOk` treats a missing file as removed; `absent` fails with EEXIST when `path` exists
  * (lstat), so a sequence can stop before it would put something beside a file it does not own. `close`
  * runs even when an earlier step failed and never fails itself, so a sequence that ends with the closes of
- * its descriptors never leaks one.
+ * its descriptors never leaks one. `spare` creates `path` like {@link createTemp} for the caller's next
+ * sequence; it never fails the sequence (its descriptor is -1 when it could not be made), and a failed
+ * sequence removes the spares it made.
  */
 export type FsStep =
   | { op: 'pwrite'; fd: number; data: Buffer; offset?: number }
@@ -24,7 +26,8 @@ export type FsStep =
   | { op: 'fsync' | 'fdatasync' | 'close'; fd: number }
   | { op: 'rename'; from: string; to: string }
   | { op: 'unlink'; path: string; missingOk?: boolean }
-  | { op: 'absent'; path: string };
+  | { op: 'absent'; path: string }
+  | { op: 'spare'; path: string; dsync?: boolean };
 
 /** The error of a failed {@link fsSteps}: `step` is the index of the step that failed (the ones before it ran). */
 export interface StepError extends NativeError {
@@ -42,7 +45,7 @@ interface Addon {
   copyRanges(fdIn: number, fdOut: number, ranges: Float64Array): Promise<number>;
   flock(fd: number, exclusive: boolean, nonblock: boolean): void;
   preadNowait(fd: number, buffer: Buffer, offset: number): number;
-  fsSteps(steps: FsStep[]): Promise<void>;
+  fsSteps(steps: FsStep[]): Promise<number[]>;
   createTemp(path: string, dsync: boolean): Promise<number>;
 }
 
@@ -148,8 +151,9 @@ export function preadNowait(fd: number, buffer: Buffer, offset: number): number 
  * Runs `steps` in order in one thread-pool job, stopping at the first failure, which rejects with a
  * {@link StepError}. A durable small update (write, rename, directory fsync) then costs one round trip
  * between threads instead of one per call; on a fast disk those round trips cost as much as the I/O.
+ * Resolves with the descriptors of the `spare` steps, in order.
  */
-export function fsSteps(steps: FsStep[]): Promise<void> {
+export function fsSteps(steps: FsStep[]): Promise<number[]> {
   return load().fsSteps(steps);
 }
 

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { type FileHandle, open, readdir, rm, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { createTemp, failedStep, fsSteps } from '../native/index.js';
-import { closeFd, SpareFiles } from './spare-file.js';
+import { createTemp, type FsStep, failedStep, fsSteps } from '../native/index.js';
+import { closeFd, runWithSpares, SpareFiles } from './spare-file.js';
 
 const noop = (): void => {};
 
@@ -33,22 +33,26 @@ export async function writeFileAtomic(path: string, data: string | Buffer): Prom
   }
 }
 
-// The durable part of an atomic replace, as one native job: write the O_DSYNC temp file `fd` (at `tmp`),
-// close it, rename it over `path`, fsync the directory `dirFd`. On failure the temp file is gone.
+// The durable part of an atomic replace, as one native job (which also makes the next spare of `spares`):
+// write the O_DSYNC temp file `fd` (at `tmp`), close it, rename it over `path`, fsync the directory
+// `dirFd`. On failure the temp file is gone.
 async function replaceSteps(
   fd: number,
   tmp: string,
   path: string,
   bytes: Buffer,
   dirFd: number,
+  spares?: SpareFiles,
 ): Promise<void> {
+  const steps: FsStep[] = [
+    { op: 'pwrite', fd, data: bytes },
+    { op: 'close', fd },
+    { op: 'rename', from: tmp, to: path },
+    { op: 'fsync', fd: dirFd },
+  ];
   try {
-    await fsSteps([
-      { op: 'pwrite', fd, data: bytes },
-      { op: 'close', fd },
-      { op: 'rename', from: tmp, to: path },
-      { op: 'fsync', fd: dirFd },
-    ]);
+    if (spares) await runWithSpares(steps, spares);
+    else await fsSteps(steps);
   } catch (e) {
     // Not a step's failure: the job never ran, so neither did its close.
     if (failedStep(e) < 0) closeFd(fd);
@@ -60,10 +64,10 @@ async function replaceSteps(
 
 /**
  * One file replaced again and again with the same guarantee as writeFileAtomic (the state file). Its
- * directory stays open and the next temp file is made ahead (open O_DSYNC, mode 0600), so a replacement is
- * a single thread-pool job: write the temp file (durable when the write returns), rename it over the file,
- * fsync the directory. On this machine's disk the thread round trips of the step-by-step version cost as
- * much as the two flushes themselves.
+ * directory stays open and each replacement is a single thread-pool job: make the next temp file (open
+ * O_DSYNC, mode 0600), write the current one (durable when the write returns), close it, rename it over the
+ * file, fsync the directory. On this machine's disk the thread round trips of the step-by-step version
+ * cost as much as the two flushes themselves.
  */
 export class AtomicFile {
   private dir: FileHandle | undefined;
@@ -86,11 +90,7 @@ export class AtomicFile {
     if (!dir) throw new Error(`${this.path}: write before open`);
     const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
     const tmp = await this.spares.take();
-    try {
-      await replaceSteps(tmp.fd, tmp.path, this.path, bytes, dir.fd);
-    } finally {
-      this.spares.refill();
-    }
+    await replaceSteps(tmp.fd, tmp.path, this.path, bytes, dir.fd, this.spares);
   }
 
   /** Removes the spare and closes the directory. */

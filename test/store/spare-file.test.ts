@@ -5,8 +5,9 @@ import { closeSync, writeSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
+import { failedStep } from '../../src/native/index.js';
 import { FilePool } from '../../src/pools/file/file-pool.js';
-import { SpareFiles } from '../../src/store/spare-file.js';
+import { runWithSpares, SpareFiles } from '../../src/store/spare-file.js';
 import { StateStore } from '../../src/store/state-store.js';
 import { tempDir } from '../pools/helpers.js';
 
@@ -26,47 +27,91 @@ const mode = async (p: string) => (await fsp.stat(p)).mode & 0o777;
 const tmpFiles = async (dir: string) => (await fsp.readdir(dir)).filter((f) => f.endsWith('.tmp')).sort();
 
 describe('SpareFiles', () => {
-  it('hands out the spare it made ahead, 0600 under umask 000, one at a time', async () => {
+  it('makes the next spare inside the job that uses the current one, 0600 under umask 000', async () => {
     let n = 0;
     const spares = new SpareFiles(() => path.join(root, `s${n++}`));
     const first = await spares.take(); // none ready: made now
     assert.equal(first.path, path.join(root, 's0'));
     assert.equal(await mode(first.path), 0o600);
-    closeSync(first.fd);
-    spares.refill();
-    spares.refill(); // still one spare
+    await runWithSpares(
+      [
+        { op: 'pwrite', fd: first.fd, data: Buffer.from('x') },
+        { op: 'close', fd: first.fd },
+      ],
+      spares,
+    );
+    assert.equal(await fsp.readFile(first.path, 'utf8'), 'x');
+    // The job made s1; it is ready, so no further step is handed out.
+    assert.equal(spares.ahead(), undefined);
     const second = await spares.take();
     assert.equal(second.path, path.join(root, 's1'));
     assert.equal(await mode(second.path), 0o600);
-    writeSync(second.fd, 'x');
+    assert.equal((await fsp.stat(second.path)).size, 0);
+    writeSync(second.fd, 'y');
     closeSync(second.fd);
     assert.deepEqual((await fsp.readdir(root)).sort(), ['s0', 's1']);
   });
 
-  it('dispose removes the spare and stops refills until resume', async () => {
+  it('hands out one spare step at a time while a job is making one', async () => {
     let n = 0;
     const spares = new SpareFiles(() => path.join(root, `s${n++}`));
-    spares.refill();
-    await spares.dispose();
+    const step = spares.ahead();
+    assert.ok(step);
+    assert.equal(spares.ahead(), undefined, 'one is being made');
+    spares.settle(step, -1); // it could not be made
+    assert.ok(spares.ahead(), 'free to try again');
+  });
+
+  it("a failed job removes the spare it made and counts the failed step within the caller's steps", async () => {
+    let n = 0;
+    const spares = new SpareFiles(() => path.join(root, `s${n++}`));
+    await assert.rejects(
+      runWithSpares(
+        [
+          { op: 'absent', path: root },
+          { op: 'unlink', path: path.join(root, 'never') },
+        ],
+        spares,
+      ),
+      (err: Error) => {
+        assert.equal(failedStep(err), 0);
+        assert.equal((err as NodeJS.ErrnoException).code, 'EEXIST');
+        return true;
+      },
+    );
     assert.deepEqual(await fsp.readdir(root), []);
-    spares.refill();
-    await spares.dispose();
-    assert.deepEqual(await fsp.readdir(root), []);
-    spares.resume();
-    spares.refill();
+    // Nothing ready: take makes one now.
     const f = await spares.take();
     assert.equal(f.path, path.join(root, 's1'));
     closeSync(f.fd);
   });
 
-  it('take still works when the spare could not be made', async () => {
+  it('a spare that cannot be made does not fail the job', async () => {
     let n = 0;
     const dir = path.join(root, 'later');
     const spares = new SpareFiles(() => path.join(dir, `s${n++}`));
-    spares.refill(); // the directory does not exist yet: this spare fails
+    const marker = path.join(root, 'marker');
+    await fsp.writeFile(marker, '');
+    await runWithSpares([{ op: 'unlink', path: marker }], spares); // the directory does not exist yet
+    await assert.rejects(fsp.stat(marker), { code: 'ENOENT' });
     await fsp.mkdir(dir);
     const f = await spares.take();
     assert.equal(path.dirname(f.path), dir);
+    closeSync(f.fd);
+  });
+
+  it('dispose removes the spare and keeps none until resume', async () => {
+    let n = 0;
+    const spares = new SpareFiles(() => path.join(root, `s${n++}`));
+    await runWithSpares([{ op: 'absent', path: path.join(root, 'x') }], spares);
+    assert.deepEqual(await fsp.readdir(root), ['s0']);
+    await spares.dispose();
+    assert.deepEqual(await fsp.readdir(root), []);
+    assert.equal(spares.ahead(), undefined);
+    spares.resume();
+    await runWithSpares([{ op: 'absent', path: path.join(root, 'x') }], spares);
+    const f = await spares.take();
+    assert.equal(f.path, path.join(root, 's1'));
     closeSync(f.fd);
   });
 });
@@ -79,8 +124,7 @@ describe('StateStore with a spare temp file', () => {
     for (let i = 0; i < 3; i++) {
       s.auth[`iqn.2024-01.test:h${i}`] = chap(`secret-${i}`);
       await store.save(structuredClone(s));
-      // The next save's temp file is being made; let it land.
-      await new Promise((r) => setTimeout(r, 20));
+      // The save's own job made the next save's temp file.
       const spare = await tmpFiles(dir);
       assert.equal(spare.length, 1, `one spare after save ${i}: ${spare}`);
       assert.equal(await mode(path.join(dir, spare[0])), 0o600);
@@ -126,7 +170,6 @@ describe('FilePool with spare temp files', () => {
       assert.equal(await mode(path.join(dir, files[0])), 0o600);
       assert.equal(await mode(path.join(dir, '.targetd', 'vols', `v${i}.json`)), 0o600);
     }
-    await new Promise((r) => setTimeout(r, 20));
     assert.deepEqual((await fsp.readdir(tmp)).map((f) => path.extname(f)).sort(), ['.json', '.vol']);
     assert.deepEqual(
       (await pool.list()).map((v) => v.name),
@@ -137,7 +180,6 @@ describe('FilePool with spare temp files', () => {
     // Reopened, it makes spares again.
     await pool.open();
     await pool.create('v3', 4096);
-    await new Promise((r) => setTimeout(r, 20));
     assert.equal((await fsp.readdir(tmp)).length, 2);
     await pool.close();
     assert.deepEqual(await fsp.readdir(tmp), []);

@@ -58,7 +58,7 @@ import {
 } from '../../native/index.js';
 import { ErrorCode, invalidParam, TargetdError } from '../../rpc/errors.js';
 import { NAME_RE } from '../../rpc/params.js';
-import { closeFd, SpareFiles, type TempFile } from '../../store/spare-file.js';
+import { closeFd, runWithSpares, SpareFiles, type TempFile } from '../../store/spare-file.js';
 import type { BlockPool, PoolStats, ProgressFn, VolumeInfo } from '../types.js';
 
 /** The slice of a pino logger the pool uses. */
@@ -653,7 +653,7 @@ export class FilePool implements BlockPool {
       const PLACED = 3;
       const COMMITTED = 6;
       try {
-        await fsSteps(steps);
+        await runWithSpares(steps, this.spareData, this.spareMeta);
       } catch (err) {
         const at = failedStep(err);
         // Not a step's failure: the job never ran, so its closes did not either.
@@ -674,10 +674,6 @@ export class FilePool implements BlockPool {
       throw err;
     } finally {
       this.pending.delete(name);
-      if (this.opened) {
-        this.spareData.refill();
-        this.spareMeta.refill();
-      }
     }
   }
 
