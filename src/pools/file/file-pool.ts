@@ -9,8 +9,8 @@
  *   .targetd/lock               flock'd while a pool object has the directory open
  *
  * A volume exists iff both its .vol and its .json exist. create/copy build the .vol in tmp/, write the .json
- * in tmp/ and rename it into vols/, make that .json's content and its directory entry durable (both fsyncs at
- * once), and only then rename the .vol into <path>: that last rename is the commit point, made durable by an
+ * in tmp/ and rename it into vols/, make that .json's content and its directory entry durable (create: all of
+ * it one native job, see fsSteps), and only then rename the .vol into <path>: that last rename is the commit point, made durable by an
  * fsync of <path> before the call returns. destroy unlinks the .vol first (durably), then the .json. So
  * whatever instant a crash hits, what remains is complete volumes, files in tmp/, and at most a .json
  * without its .vol (possibly empty, if its content had not reached the disk); open() removes the latter two.
