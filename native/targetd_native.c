@@ -52,14 +52,15 @@ typedef enum {
   ST_UNLINK,
   ST_ABSENT,
   ST_CLOSE,
-  ST_SPARE
+  ST_SPARE,
+  ST_SAME
 } step_kind;
 
 typedef struct {
   step_kind kind;
   int fd;
   int64_t num;   /* ST_PWRITE: file offset; ST_FTRUNCATE: length */
-  char *path;    /* ST_RENAME: from; ST_UNLINK, ST_ABSENT, ST_SPARE: the path */
+  char *path;    /* ST_RENAME: from; ST_UNLINK, ST_ABSENT, ST_SPARE, ST_SAME: the path */
   char *path2;   /* ST_RENAME: to */
   void *data;    /* ST_PWRITE: a private copy of the bytes */
   size_t len;
@@ -122,9 +123,14 @@ static const char *errno_name(int err) {
   return name != NULL ? name : "EUNKNOWN";
 }
 
-static napi_value make_errno_error(napi_env env, int err, const char *syscall) {
-  char msg[256];
-  snprintf(msg, sizeof msg, "%s: %s, %s", errno_name(err), strerror(err), syscall);
+/* Like Node's fs errors: "CODE: description, syscall 'path' -> 'dest'" (path and dest when given). */
+static napi_value make_errno_error_at(napi_env env, int err, const char *syscall, const char *path,
+                                      const char *dest) {
+  char msg[2 * PATH_MAX + 160];
+  int n = snprintf(msg, sizeof msg, "%s: %s, %s", errno_name(err), strerror(err), syscall);
+  if (path != NULL && n > 0 && (size_t)n < sizeof msg)
+    n += snprintf(msg + n, sizeof msg - (size_t)n, " '%s'", path);
+  if (dest != NULL && n > 0 && (size_t)n < sizeof msg) snprintf(msg + n, sizeof msg - (size_t)n, " -> '%s'", dest);
   napi_value code, message, error, errno_value, syscall_value;
   if (napi_create_string_utf8(env, errno_name(err), NAPI_AUTO_LENGTH, &code) != napi_ok ||
       napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &message) != napi_ok ||
@@ -135,6 +141,10 @@ static napi_value make_errno_error(napi_env env, int err, const char *syscall) {
   if (napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &syscall_value) == napi_ok)
     napi_set_named_property(env, error, "syscall", syscall_value);
   return error;
+}
+
+static napi_value make_errno_error(napi_env env, int err, const char *syscall) {
+  return make_errno_error_at(env, err, syscall, NULL, NULL);
 }
 
 static bool arg_fd(napi_env env, napi_value v, const char *what, int *out) {
@@ -245,6 +255,20 @@ static void run_steps(job_t *job) {
         if (rc < 0 && errno == ENOENT && st->missing_ok) rc = 0;
         job->syscall = "unlink";
         break;
+      case ST_SAME: {
+        /* The directory this daemon holds open must still be the one at its path: removed and made again
+         * (say, by another daemon that then took its own lock there), writes by path would land in a
+         * directory this process no longer owns. */
+        struct stat held, named;
+        job->syscall = "stat";
+        if (fstat(st->fd, &held) < 0 || stat(st->path, &named) < 0) {
+          rc = -1;
+        } else if (held.st_dev != named.st_dev || held.st_ino != named.st_ino) {
+          errno = ESTALE;
+          rc = -1;
+        }
+        break;
+      }
       case ST_ABSENT: {
         struct stat sb;
         job->syscall = "lstat";
@@ -409,7 +433,8 @@ static void job_complete(napi_env env, napi_status status, void *data) {
     napi_create_error(env, NULL, msg, &value);
     napi_reject_deferred(env, job->deferred, value);
   } else if (job->err != 0) {
-    value = make_errno_error(env, job->err, job->syscall);
+    const step_t *at = job->op == OP_STEPS ? &job->steps[job->failed_step] : job->op == OP_CREATE_TEMP ? &job->steps[0] : NULL;
+    value = make_errno_error_at(env, job->err, job->syscall, at != NULL ? at->path : NULL, at != NULL ? at->path2 : NULL);
     if (value != NULL && job->op == OP_CREATE_TEMP) {
       napi_value path;
       if (napi_create_string_utf8(env, job->steps[0].path, NAPI_AUTO_LENGTH, &path) == napi_ok)
@@ -738,7 +763,7 @@ static bool parse_step(napi_env env, napi_value obj, size_t i, step_t *st) {
     step_kind kind;
   } ops[] = {{"pwrite", ST_PWRITE}, {"ftruncate", ST_FTRUNCATE}, {"fsync", ST_FSYNC},
              {"fdatasync", ST_FDATASYNC}, {"rename", ST_RENAME}, {"unlink", ST_UNLINK},
-             {"absent", ST_ABSENT}, {"close", ST_CLOSE}, {"spare", ST_SPARE}};
+             {"absent", ST_ABSENT}, {"close", ST_CLOSE}, {"spare", ST_SPARE}, {"same", ST_SAME}};
   char op[16] = "";
   char what[32];
   napi_value v;
@@ -752,7 +777,7 @@ static bool parse_step(napi_env env, napi_value obj, size_t i, step_t *st) {
   while (k < sizeof ops / sizeof ops[0] && strcmp(ops[k].name, op) != 0) k++;
   if (k == sizeof ops / sizeof ops[0]) {
     char msg[128];
-    snprintf(msg, sizeof msg, "steps[%zu].op must be one of pwrite, ftruncate, fsync, fdatasync, rename, unlink, absent, close, spare", i);
+    snprintf(msg, sizeof msg, "steps[%zu].op must be one of pwrite, ftruncate, fsync, fdatasync, rename, unlink, absent, close, spare, same", i);
     napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", msg);
     return false;
   }
@@ -806,6 +831,10 @@ static bool parse_step(napi_env env, napi_value obj, size_t i, step_t *st) {
       return true;
     }
     case ST_ABSENT:
+      return (st->path = prop_path(env, obj, "path", i)) != NULL;
+    case ST_SAME:
+      snprintf(what, sizeof what, "steps[%zu].fd", i);
+      if (napi_get_named_property(env, obj, "fd", &v) != napi_ok || !arg_fd(env, v, what, &st->fd)) return false;
       return (st->path = prop_path(env, obj, "path", i)) != NULL;
     case ST_SPARE: {
       bool dsync = false;

@@ -169,7 +169,18 @@ export function registerServeCommand(program: Command): void {
     .command('serve')
     .description('run the daemon (without --config: /etc/target/targetd.yaml, else the embedded default)')
     .option('-c, --config <file>', 'configuration file (YAML)')
-    .action(async (opts: { config?: string }) => {
+    .action(async (opts: { config?: string }, cmd: Command) => {
+      // The client's connection flags are the root command's too, but say nothing to the daemon.
+      const given = cmd.parent?.options.filter(
+        (o) => cmd.parent?.getOptionValueSource(o.attributeName()) === 'cli',
+      );
+      if (given && given.length > 0) {
+        process.stderr.write(
+          `targetd: ${given.map((o) => o.long).join(', ')} ${given.length > 1 ? 'are' : 'is'} for the client commands; ` +
+            'the daemon takes its settings from its config file (serve --config FILE)\n',
+        );
+        process.exit(2);
+      }
       let loaded: LoadedConfig;
       try {
         loaded = await loadConfig(opts.config);

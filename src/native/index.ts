@@ -18,7 +18,8 @@ export interface NativeError extends Error {
  * runs even when an earlier step failed and never fails itself, so a sequence that ends with the closes of
  * its descriptors never leaks one. `spare` creates `path` like {@link createTemp} for the caller's next
  * sequence; it never fails the sequence (its descriptor is -1 when it could not be made), and a failed
- * sequence removes the spares it made.
+ * sequence removes the spares it made. `same` fails with ESTALE when `path` is no longer the file or
+ * directory open as `fd` (ENOENT when nothing is there): a directory removed and made again is not ours.
  */
 export type FsStep =
   | { op: 'pwrite'; fd: number; data: Buffer; offset?: number }
@@ -27,7 +28,8 @@ export type FsStep =
   | { op: 'rename'; from: string; to: string }
   | { op: 'unlink'; path: string; missingOk?: boolean }
   | { op: 'absent'; path: string }
-  | { op: 'spare'; path: string; dsync?: boolean };
+  | { op: 'spare'; path: string; dsync?: boolean }
+  | { op: 'same'; fd: number; path: string };
 
 /** The error of a failed {@link fsSteps}: `step` is the index of the step that failed (the ones before it ran). */
 export interface StepError extends NativeError {

@@ -27,37 +27,69 @@ export async function writeFileAtomic(path: string, data: string | Buffer): Prom
   }
   const dir = opened.value;
   try {
-    await replaceSteps(made.value, tmp, path, bytes, dir.fd);
+    await replaceSteps(made.value, tmp, path, bytes, { fd: dir.fd });
   } finally {
     await dir.close().catch(noop);
   }
 }
 
-// The durable part of an atomic replace, as one native job (which also makes the next spare of `spares`):
-// write the O_DSYNC temp file `fd` (at `tmp`), close it, rename it over `path`, fsync the directory
-// `dirFd`. On failure the temp file is gone.
+/**
+ * Thrown when the new content did replace the file but the directory's fsync failed: the file holds the
+ * new content, which a crash may still undo.
+ */
+export class NotDurableError extends Error {
+  constructor(
+    readonly path: string,
+    cause: unknown,
+  ) {
+    super(`${path} was replaced but could not be made durable: ${(cause as Error).message}`, { cause });
+    this.name = 'NotDurableError';
+  }
+}
+
+/** How replaceSteps reaches the directory: its open descriptor, and optionally its spares and a guard. */
+interface ReplaceDir {
+  fd: number;
+  spares?: SpareFiles;
+  // Checked first: the path must still name the directory open as `fd`.
+  guardPath?: string;
+}
+
+// The durable part of an atomic replace, as one native job (which also makes the next spare of the
+// directory's spares): write the O_DSYNC temp file `fd` (at `tmp`), close it, rename it over `path`, fsync
+// the directory. On failure the temp file is gone.
 async function replaceSteps(
   fd: number,
   tmp: string,
   path: string,
   bytes: Buffer,
-  dirFd: number,
-  spares?: SpareFiles,
+  dir: ReplaceDir,
 ): Promise<void> {
+  const guard: FsStep[] =
+    dir.guardPath === undefined ? [] : [{ op: 'same', fd: dir.fd, path: dir.guardPath }];
   const steps: FsStep[] = [
+    ...guard,
     { op: 'pwrite', fd, data: bytes },
     { op: 'close', fd },
     { op: 'rename', from: tmp, to: path },
-    { op: 'fsync', fd: dirFd },
+    { op: 'fsync', fd: dir.fd },
   ];
   try {
-    if (spares) await runWithSpares(steps, spares);
+    if (dir.spares) await runWithSpares(steps, dir.spares);
     else await fsSteps(steps);
   } catch (e) {
+    const at = failedStep(e);
     // Not a step's failure: the job never ran, so neither did its close.
-    if (failedStep(e) < 0) closeFd(fd);
-    // Only a failed directory fsync comes after the rename; otherwise the temp file is still there.
-    if (failedStep(e) !== 3) await unlink(tmp).catch(noop);
+    if (at < 0) closeFd(fd);
+    if (at === steps.length - 1) throw new NotDurableError(path, e);
+    // Only the directory's fsync comes after the rename: the temp file is still there.
+    await unlink(tmp).catch(noop);
+    if (at === 0 && guard.length > 0) {
+      throw new Error(
+        `${dir.guardPath} was removed or replaced since it was opened; not writing ${basename(path)} there ` +
+          `(restart to use the new directory): ${(e as Error).message}`,
+      );
+    }
     throw e;
   }
 }
@@ -84,13 +116,21 @@ export class AtomicFile {
     this.spares.resume();
   }
 
-  /** Replaces the file's content with `data`, durably; on failure the file holds the old or the new content. */
+  /**
+   * Replaces the file's content with `data`, durably. On failure the file holds the old content, except
+   * after a NotDurableError (the new content, not known to be durable). Refuses to write when the
+   * directory was removed or replaced since open (another process may own the new one).
+   */
   async write(data: string | Buffer): Promise<void> {
     const dir = this.dir;
     if (!dir) throw new Error(`${this.path}: write before open`);
     const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
     const tmp = await this.spares.take();
-    await replaceSteps(tmp.fd, tmp.path, this.path, bytes, dir.fd, this.spares);
+    await replaceSteps(tmp.fd, tmp.path, this.path, bytes, {
+      fd: dir.fd,
+      spares: this.spares,
+      guardPath: dirname(this.path),
+    });
   }
 
   /** Removes the spare and closes the directory. */
@@ -116,6 +156,9 @@ function sparesFor(path: string): SpareFiles {
 export async function removeTempFiles(path: string): Promise<void> {
   const prefix = `.${basename(path)}.`;
   for (const f of await readdir(dirname(path))) {
-    if (f.startsWith(prefix) && f.endsWith('.tmp')) await rm(join(dirname(path), f), { force: true });
+    // Recursive: whatever has a temp file's name here is ours, even a directory.
+    if (f.startsWith(prefix) && f.endsWith('.tmp')) {
+      await rm(join(dirname(path), f), { recursive: true, force: true });
+    }
   }
 }

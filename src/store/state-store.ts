@@ -1,7 +1,7 @@
 import type { FileHandle } from 'node:fs/promises';
 import { chmod, mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { AtomicFile } from './atomic-file.js';
+import { AtomicFile, NotDurableError } from './atomic-file.js';
 import { lockStateDir } from './lock.js';
 import { emptyState, type State, stateSchema } from './state.js';
 
@@ -70,10 +70,26 @@ export class StateStore {
     return this.current;
   }
 
-  /** Writes `next` durably, then makes it current. On failure the old state stays current. */
+  /**
+   * Writes `next` durably, then makes it current. On failure the old state stays current, and is what the
+   * file holds: a write that replaced the file but could not be made durable is undone.
+   */
   async save(next: State): Promise<void> {
-    await this.atomic.write(`${JSON.stringify(next, null, 1)}\n`);
-    this.current = next;
+    try {
+      await this.atomic.write(render(next));
+      this.current = next;
+    } catch (err) {
+      if (!(err instanceof NotDurableError)) throw err;
+      // The file holds `next`, which a restart would serve although the caller is told it failed: put
+      // the old state back so the file and memory agree.
+      try {
+        await this.atomic.write(render(this.current));
+      } catch (undo) {
+        // Still holding `next` (unless the undo itself got as far as its rename): then it is current.
+        if (!(undo instanceof NotDurableError)) this.current = next;
+      }
+      throw err;
+    }
   }
 
   /** Releases the lock. */
@@ -82,4 +98,8 @@ export class StateStore {
     await this.lock?.close();
     this.lock = undefined;
   }
+}
+
+function render(state: State): string {
+  return `${JSON.stringify(state, null, 1)}\n`;
 }

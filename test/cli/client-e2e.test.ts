@@ -266,6 +266,44 @@ describe('targetd client against a real daemon', () => {
     assert.match(refused.stderr, new RegExp(`cannot connect to http://127\\.0\\.0\\.1:${port}/`));
   });
 
+  it('takes connection flags between a command group and its subcommand, the nearest winning', async () => {
+    const port = await freePort();
+    ok(
+      await runCli(BUILT, ['vol', '--url', d.url, 'list', 'pool1'], { TARGETD_PASSWORD: d.password }),
+      'vol --url X list',
+    );
+    const json = ok(
+      await runCli(BUILT, ['--url', `127.0.0.1:${port}`, 'ag', 'map', '--url', d.url, '--json', 'list'], {
+        TARGETD_PASSWORD: d.password,
+      }),
+      'ag map --url --json list',
+    );
+    assert.deepEqual(JSON.parse(json), []);
+  });
+
+  it('refuses client flags given to serve, and --timeout values a timer cannot take', async () => {
+    const serve = await runCli(BUILT, [
+      '--url',
+      d.url,
+      '--password',
+      'x',
+      'serve',
+      '--config',
+      '/nonexistent',
+    ]);
+    assert.equal(serve.code, 2);
+    assert.match(serve.stderr, /--url, --password are for the client commands/);
+    for (const bad of ['3000000', '0x10', '1e-400', '-1', '']) {
+      const r = await runCli(BUILT, ['--timeout', bad, 'pool', 'list'], {
+        TARGETD_URL: d.url,
+        TARGETD_PASSWORD: d.password,
+      });
+      assert.equal(r.code, 1, bad);
+      assert.match(r.stderr, /--timeout <seconds>' argument .* is invalid/, bad);
+    }
+    ok(await cli('--timeout', '2.5', 'pool', 'list'), 'fractional timeout');
+  });
+
   it('says "authentication failed" for a wrong password', async () => {
     const r = await runCli(BUILT, ['pool', 'list', '--url', d.url, '--password', 'wrong-password']);
     assert.equal(r.code, 1);

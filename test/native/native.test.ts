@@ -342,6 +342,35 @@ describe('native addon', () => {
     }
   });
 
+  it('fsSteps: same checks that a path still names the directory held open; errors name their paths', async () => {
+    const sub = path.join(dir, 'sub');
+    await fsp.mkdir(sub);
+    const held = await fsp.open(sub, 'r');
+    try {
+      await fsSteps([{ op: 'same', fd: held.fd, path: sub }]);
+      await fsp.rm(sub, { recursive: true });
+      await assert.rejects(fsSteps([{ op: 'same', fd: held.fd, path: sub }]), { code: 'ENOENT' });
+      await fsp.mkdir(sub);
+      await assert.rejects(
+        fsSteps([{ op: 'same', fd: held.fd, path: sub }]),
+        (err: NodeJS.ErrnoException) => {
+          assert.equal(err.code, 'ESTALE');
+          assert.equal(failedStep(err), 0);
+          assert.ok(err.message.includes(`'${sub}'`), err.message);
+          return true;
+        },
+      );
+    } finally {
+      await held.close();
+    }
+    const from = path.join(dir, 'none');
+    const to = path.join(dir, 'x');
+    await assert.rejects(fsSteps([{ op: 'rename', from, to }]), (err: Error) => {
+      assert.equal(err.message, `ENOENT: No such file or directory, rename '${from}' -> '${to}'`);
+      return true;
+    });
+  });
+
   it('fsSteps refuses malformed steps synchronously, naming the step', () => {
     const bad: unknown[] = [
       [],

@@ -91,11 +91,17 @@ function parseLun(text: string, what = 'LUN'): number {
   return Number(text);
 }
 
-/** Parses --timeout: seconds, fractions allowed, 0 for no limit. */
+// The longest delay a Node timer takes (2^31 - 1 ms), in whole seconds.
+const MAX_TIMEOUT_S = Math.floor((2 ** 31 - 1) / 1000);
+
+/** Parses --timeout: decimal seconds, fractions allowed, 0 for no limit. */
 function parseTimeout(text: string): number {
+  if (!/^\s*\d+(\.\d+)?\s*$/.test(text)) {
+    throw new InvalidArgumentError('expected a number of seconds, like 30 or 2.5 (0: no limit)');
+  }
   const n = Number(text);
-  if (text.trim() === '' || !Number.isFinite(n) || n < 0) {
-    throw new InvalidArgumentError('expected a number of seconds (0: no limit)');
+  if (n > MAX_TIMEOUT_S) {
+    throw new InvalidArgumentError(`at most ${MAX_TIMEOUT_S} seconds (0: no limit)`);
   }
   return n;
 }
@@ -213,9 +219,14 @@ function leaf(parent: Command, spec: string, description: string, handler: Handl
   return cmd;
 }
 
+/** Group commands made so far; they take the connection flags too (`targetd vol --url X list`). */
+const groups: Command[] = [];
+
 /** A command that only groups subcommands. */
 function group(parent: Command, name: string, description: string): Command {
-  return parent.command(name).description(description);
+  const cmd = parent.command(name).description(description);
+  groups.push(cmd);
+  return cmd;
 }
 
 /**
@@ -602,7 +613,6 @@ Examples:
 
   for (const cmd of top) cmd.helpGroup(COMMANDS_GROUP);
   for (const cmd of leaves.splice(0)) addConnectionOptions(cmd);
-  // Also before the subcommand; positional, so that after it they are the subcommand's own.
-  addConnectionOptions(program);
-  program.enablePositionalOptions();
+  // Also before the subcommand (at any level); positional, so that after it they are the subcommand's own.
+  for (const cmd of [program, ...groups.splice(0)]) addConnectionOptions(cmd).enablePositionalOptions();
 }

@@ -146,6 +146,8 @@ const STAT_CONCURRENCY = 32;
 const SYNC_GRACE_MS = 100;
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 // Errors that mean "this filesystem cannot clone", as opposed to a real failure of the copy.
+// Steps guards() puts first.
+const GUARD_STEPS = 2;
 const NO_REFLINK = ['EOPNOTSUPP', 'ENOTSUP', 'EXDEV', 'EINVAL', 'ENOSYS', 'ENOTTY', 'EPERM'];
 const noop = (): void => {};
 const BOOT_ID_FILE = '/proc/sys/kernel/random/boot_id';
@@ -261,6 +263,12 @@ export class FilePool implements BlockPool {
       );
     }
     await fsp.mkdir(this.tmpDir, { recursive: true, mode: 0o700 });
+    // Our own directories are private whatever the umask was when they were made.
+    const mine = [path.join(this.dir, '.targetd'), this.metaDir, this.tmpDir];
+    if (created !== undefined && (created === this.dir || this.dir.startsWith(created + path.sep))) {
+      mine.push(this.dir);
+    }
+    for (const d of mine) await fsp.chmod(d, 0o700);
 
     const lock = await fsp.open(path.join(this.dir, '.targetd', 'lock'), 'a', 0o600);
     try {
@@ -544,6 +552,23 @@ export class FilePool implements BlockPool {
     throw this.foreignError(name);
   }
 
+  // Checks first in every create and destroy job: the directories held open are still those at the pool's
+  // paths (removed and made again, they may now be another process's pool).
+  private guards(): FsStep[] {
+    return [
+      { op: 'same', fd: this.dirHandle!.fd, path: this.dir },
+      { op: 'same', fd: this.metaDirHandle!.fd, path: this.metaDir },
+    ];
+  }
+
+  private movedError(err: unknown): TargetdError {
+    return new TargetdError(
+      ErrorCode.INVALID,
+      `pool ${this.name}: ${this.dir} was removed or replaced while the pool was open; nothing written ` +
+        `(restart targetd to use the new directory): ${(err as Error).message}`,
+    );
+  }
+
   private foreignError(name: string): TargetdError {
     return new TargetdError(
       ErrorCode.NAME_CONFLICT,
@@ -638,6 +663,7 @@ export class FilePool implements BlockPool {
       // step's round trip between threads costs as much as its I/O. The data file is all holes and its size
       // is in the metadata, so it needs no fsync.
       const steps: FsStep[] = [
+        ...this.guards(),
         { op: 'absent', path: this.dataPath(name) },
         { op: 'ftruncate', fd: data.fd, length: rounded },
         { op: 'pwrite', fd: meta.fd, data: Buffer.from(json) },
@@ -650,19 +676,30 @@ export class FilePool implements BlockPool {
         { op: 'close', fd: data.fd },
         { op: 'close', fd: meta.fd },
       ];
-      const PLACED = 3;
-      const COMMITTED = 6;
+      const FOREIGN = GUARD_STEPS;
+      const SIZE = FOREIGN + 1;
+      const PLACED = SIZE + 2;
+      const COMMITTED = PLACED + 3;
       try {
         await runWithSpares(steps, this.spareData, this.spareMeta);
       } catch (err) {
         const at = failedStep(err);
-        // Not a step's failure: the job never ran, so its closes did not either.
+        // Not a step's failure: the job never ran, so neither did its closes.
         if (at < 0) for (const f of [data, meta]) closeFd(f.fd);
         placed = at > PLACED;
-        if (at === 0 && isErrno(err, 'EEXIST')) throw this.foreignError(name);
-        if (at === 1) throw sizeRefusal(err, rounded);
-        // Only the directory's fsync failed: the volume is in place, though not known to be durable.
-        if (at > COMMITTED) this.index.set(name, { name, uuid, size: rounded, created });
+        if (at >= 0 && at < GUARD_STEPS) throw this.movedError(err);
+        if (at === FOREIGN && isErrno(err, 'EEXIST')) throw this.foreignError(name);
+        if (at === SIZE) throw sizeRefusal(err, rounded);
+        if (at > COMMITTED) {
+          // Only the directory's fsync failed: the volume is in place (listed, as a restart may well find
+          // it), though not known to be durable.
+          this.index.set(name, { name, uuid, size: rounded, created });
+          this.sorted = undefined;
+          throw new TargetdError(
+            ErrorCode.INVALID,
+            `volume ${name} was created in pool ${this.name} but could not be made durable: ${(err as Error).message}`,
+          );
+        }
         throw err;
       }
       this.index.set(name, { name, uuid, size: rounded, created });
@@ -736,14 +773,26 @@ export class FilePool implements BlockPool {
       // thread-pool job for the three steps (see create).
       let err: unknown;
       await fsSteps([
+        ...this.guards(),
         { op: 'unlink', path: this.dataPath(name) },
         { op: 'fsync', fd: this.dirHandle!.fd },
         { op: 'unlink', path: this.metaPath(name), missingOk: true },
       ]).catch((e: unknown) => {
         err = e;
       });
-      // Unless the data's unlink itself failed, the volume is gone (its removal maybe not yet durable).
-      if (err !== undefined && failedStep(err) === 0) throw err;
+      const at = failedStep(err);
+      const UNLINK_DATA = GUARD_STEPS;
+      if (err !== undefined && at >= 0 && at < GUARD_STEPS) throw this.movedError(err);
+      if (err !== undefined && at === UNLINK_DATA) {
+        if (!isErrno(err, 'ENOENT')) throw err;
+        // Its data file was removed behind the pool's back: the volume is gone already, so finish the job.
+        this.log.warn({ pool: this.name, name, uuid: e.uuid }, 'volume data file was already missing');
+        err = undefined;
+        await fsp.unlink(this.metaPath(name)).catch((e2: unknown) => {
+          if (!isErrno(e2, 'ENOENT')) err = e2;
+        });
+      }
+      // Past the data's unlink the volume is gone, whatever failed after it.
       const job = this.syncs.get(name);
       if (job) {
         job.cancelled = true;
@@ -752,7 +801,20 @@ export class FilePool implements BlockPool {
       }
       this.index.delete(name);
       this.sorted = undefined;
-      if (err !== undefined) throw err;
+      if (err !== undefined && at === UNLINK_DATA + 1) {
+        throw new TargetdError(
+          ErrorCode.INVALID,
+          `volume ${name} was removed from pool ${this.name} but its removal could not be made durable ` +
+            `(it may reappear after a crash): ${(err as Error).message}`,
+        );
+      }
+      if (err !== undefined) {
+        // Metadata left without data is removed by the next open().
+        this.log.warn(
+          { pool: this.name, name, err: (err as Error).message },
+          'volume destroyed; its metadata file could not be removed yet',
+        );
+      }
     });
     this.log.info({ pool: this.name, name, uuid: e.uuid }, 'volume destroyed');
   }
