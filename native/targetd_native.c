@@ -756,6 +756,35 @@ static char *prop_path(napi_env env, napi_value obj, const char *key, size_t ind
   return value_path(env, v, what);
 }
 
+/* Reads descriptor property `key` of step `i` (required); throws naming it when it is not one. */
+static bool prop_fd(napi_env env, napi_value obj, size_t i, const char *key, int *out) {
+  napi_value v;
+  char what[48];
+  snprintf(what, sizeof what, "steps[%zu].%s", i, key);
+  return napi_get_named_property(env, obj, key, &v) == napi_ok && arg_fd(env, v, what, out);
+}
+
+/* Reads integer property `key` of step `i`, 0 … 2^53; when `optional` and absent, leaves `*out` alone. */
+static bool prop_i64(napi_env env, napi_value obj, size_t i, const char *key, bool optional, int64_t *out) {
+  napi_value v;
+  napi_valuetype t;
+  char what[48];
+  snprintf(what, sizeof what, "steps[%zu].%s", i, key);
+  if (napi_get_named_property(env, obj, key, &v) != napi_ok || napi_typeof(env, v, &t) != napi_ok) return false;
+  return (optional && t == napi_undefined) || arg_i64(env, v, what, out);
+}
+
+/* Reads optional boolean property `key` of step `i`: false when absent. */
+static bool prop_opt_bool(napi_env env, napi_value obj, size_t i, const char *key, bool *out) {
+  napi_value v;
+  napi_valuetype t;
+  char what[48];
+  *out = false;
+  snprintf(what, sizeof what, "steps[%zu].%s", i, key);
+  if (napi_get_named_property(env, obj, key, &v) != napi_ok || napi_typeof(env, v, &t) != napi_ok) return false;
+  return t == napi_undefined || arg_bool(env, v, what, out);
+}
+
 /* Parses one {op, ...} object of fsSteps into `st`; throws and returns false when it is malformed. */
 static bool parse_step(napi_env env, napi_value obj, size_t i, step_t *st) {
   static const struct {
@@ -765,7 +794,6 @@ static bool parse_step(napi_env env, napi_value obj, size_t i, step_t *st) {
              {"fdatasync", ST_FDATASYNC}, {"rename", ST_RENAME}, {"unlink", ST_UNLINK},
              {"absent", ST_ABSENT}, {"close", ST_CLOSE}, {"spare", ST_SPARE}, {"same", ST_SAME}};
   char op[16] = "";
-  char what[32];
   napi_value v;
   napi_valuetype t;
   size_t len = 0;
@@ -776,7 +804,7 @@ static bool parse_step(napi_env env, napi_value obj, size_t i, step_t *st) {
   size_t k = 0;
   while (k < sizeof ops / sizeof ops[0] && strcmp(ops[k].name, op) != 0) k++;
   if (k == sizeof ops / sizeof ops[0]) {
-    char msg[128];
+    char msg[160];
     snprintf(msg, sizeof msg, "steps[%zu].op must be one of pwrite, ftruncate, fsync, fdatasync, rename, unlink, absent, close, spare, same", i);
     napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", msg);
     return false;
@@ -787,19 +815,15 @@ static bool parse_step(napi_env env, napi_value obj, size_t i, step_t *st) {
     case ST_PWRITE: {
       bool is_buffer = false;
       void *bytes;
-      snprintf(what, sizeof what, "steps[%zu].fd", i);
-      if (napi_get_named_property(env, obj, "fd", &v) != napi_ok || !arg_fd(env, v, what, &st->fd)) return false;
+      if (!prop_fd(env, obj, i, "fd", &st->fd)) return false;
       if (napi_get_named_property(env, obj, "data", &v) != napi_ok || napi_is_buffer(env, v, &is_buffer) != napi_ok ||
           !is_buffer || napi_get_buffer_info(env, v, &bytes, &st->len) != napi_ok) {
-        snprintf(what, sizeof what, "steps[%zu].data", i);
         char msg[64];
-        snprintf(msg, sizeof msg, "'%s' must be a Buffer", what);
+        snprintf(msg, sizeof msg, "'steps[%zu].data' must be a Buffer", i);
         napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", msg);
         return false;
       }
-      snprintf(what, sizeof what, "steps[%zu].offset", i);
-      if (napi_get_named_property(env, obj, "offset", &v) != napi_ok || napi_typeof(env, v, &t) != napi_ok) return false;
-      if (t != napi_undefined && !arg_i64(env, v, what, &st->num)) return false;
+      if (!prop_i64(env, obj, i, "offset", true, &st->num)) return false;
       /* Copied: the JS buffer may change or be collected while the threadpool works. */
       st->data = malloc(st->len > 0 ? st->len : 1);
       if (st->data == NULL) {
@@ -810,41 +834,21 @@ static bool parse_step(napi_env env, napi_value obj, size_t i, step_t *st) {
       return true;
     }
     case ST_FTRUNCATE:
-      snprintf(what, sizeof what, "steps[%zu].fd", i);
-      if (napi_get_named_property(env, obj, "fd", &v) != napi_ok || !arg_fd(env, v, what, &st->fd)) return false;
-      snprintf(what, sizeof what, "steps[%zu].length", i);
-      return napi_get_named_property(env, obj, "length", &v) == napi_ok && arg_i64(env, v, what, &st->num);
+      return prop_fd(env, obj, i, "fd", &st->fd) && prop_i64(env, obj, i, "length", false, &st->num);
     case ST_FSYNC:
     case ST_FDATASYNC:
     case ST_CLOSE:
-      snprintf(what, sizeof what, "steps[%zu].fd", i);
-      return napi_get_named_property(env, obj, "fd", &v) == napi_ok && arg_fd(env, v, what, &st->fd);
+      return prop_fd(env, obj, i, "fd", &st->fd);
     case ST_RENAME:
       return (st->path = prop_path(env, obj, "from", i)) != NULL && (st->path2 = prop_path(env, obj, "to", i)) != NULL;
-    case ST_UNLINK: {
-      bool missing_ok = false;
-      if ((st->path = prop_path(env, obj, "path", i)) == NULL) return false;
-      if (napi_get_named_property(env, obj, "missingOk", &v) != napi_ok || napi_typeof(env, v, &t) != napi_ok) return false;
-      snprintf(what, sizeof what, "steps[%zu].missingOk", i);
-      if (t != napi_undefined && !arg_bool(env, v, what, &missing_ok)) return false;
-      st->missing_ok = missing_ok;
-      return true;
-    }
+    case ST_UNLINK:
+      return (st->path = prop_path(env, obj, "path", i)) != NULL && prop_opt_bool(env, obj, i, "missingOk", &st->missing_ok);
     case ST_ABSENT:
       return (st->path = prop_path(env, obj, "path", i)) != NULL;
     case ST_SAME:
-      snprintf(what, sizeof what, "steps[%zu].fd", i);
-      if (napi_get_named_property(env, obj, "fd", &v) != napi_ok || !arg_fd(env, v, what, &st->fd)) return false;
-      return (st->path = prop_path(env, obj, "path", i)) != NULL;
-    case ST_SPARE: {
-      bool dsync = false;
-      if ((st->path = prop_path(env, obj, "path", i)) == NULL) return false;
-      if (napi_get_named_property(env, obj, "dsync", &v) != napi_ok || napi_typeof(env, v, &t) != napi_ok) return false;
-      snprintf(what, sizeof what, "steps[%zu].dsync", i);
-      if (t != napi_undefined && !arg_bool(env, v, what, &dsync)) return false;
-      st->dsync = dsync;
-      return true;
-    }
+      return prop_fd(env, obj, i, "fd", &st->fd) && (st->path = prop_path(env, obj, "path", i)) != NULL;
+    case ST_SPARE:
+      return (st->path = prop_path(env, obj, "path", i)) != NULL && prop_opt_bool(env, obj, i, "dsync", &st->dsync);
   }
   return false;
 }
@@ -852,9 +856,9 @@ static bool parse_step(napi_env env, napi_value obj, size_t i, step_t *st) {
 /* Bounds one sequence; callers need a handful of steps. */
 #define MAX_STEPS 64
 
-/* (steps) -> Promise<void>: the steps run in order in one threadpool job, so a small durable update (write,
- * rename, directory fsync, ...) costs one round trip instead of one per call. The first failure stops the
- * sequence and rejects with an errno error whose `step` is the failed step's index. */
+/* (steps) -> Promise<descriptors of the spare steps>: the steps run in order in one threadpool job, so a small
+ * durable update (write, rename, directory fsync, ...) costs one round trip instead of one per call. The
+ * first failure stops the sequence and rejects with an errno error whose `step` is the failed step's index. */
 static napi_value fs_steps(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   bool is_array = false;
