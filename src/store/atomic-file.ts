@@ -147,7 +147,7 @@ function tempNameFor(path: string): string {
   return join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
 }
 
-/** Spare temp files for writeFileAtomic(`path`, …): made ahead beside it, open O_DSYNC as it needs them. */
+/** Spare temp files for an AtomicFile at `path`: made ahead beside it, open O_DSYNC as its writes need. */
 function sparesFor(path: string): SpareFiles {
   return new SpareFiles(() => tempNameFor(path), true);
 }

@@ -9,9 +9,9 @@
  *   .targetd/lock               flock'd while a pool object has the directory open
  *
  * A volume exists iff both its .vol and its .json exist. create/copy build the .vol in tmp/, write the .json
- * in tmp/ and rename it into vols/, make that .json's content and its directory entry durable (create: all of
- * it one native job, see fsSteps), and only then rename the .vol into <path>: that last rename is the commit point, made durable by an
- * fsync of <path> before the call returns. destroy unlinks the .vol first (durably), then the .json. So
+ * in tmp/ and rename it into vols/, make that .json's content and its directory entry durable, and only then
+ * rename the .vol into <path>: that last rename is the commit point, made durable by an fsync of <path>
+ * before the call returns (a create does all of it in one native job, see fsSteps). destroy unlinks the .vol first (durably), then the .json. So
  * whatever instant a crash hits, what remains is complete volumes, files in tmp/, and at most a .json
  * without its .vol (possibly empty, if its content had not reached the disk); open() removes the latter two.
  * Anything else in <path> (a .vol without our metadata, other files) belongs to someone else: never listed,
@@ -146,8 +146,6 @@ const STAT_CONCURRENCY = 32;
 const SYNC_GRACE_MS = 100;
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 // Errors that mean "this filesystem cannot clone", as opposed to a real failure of the copy.
-// Steps guards() puts first.
-const GUARD_STEPS = 2;
 const NO_REFLINK = ['EOPNOTSUPP', 'ENOTSUP', 'EXDEV', 'EINVAL', 'ENOSYS', 'ENOTTY', 'EPERM'];
 const noop = (): void => {};
 const BOOT_ID_FILE = '/proc/sys/kernel/random/boot_id';
@@ -213,7 +211,7 @@ export class FilePool implements BlockPool {
   // held handle is one thread-pool round trip instead of three (open, fsync, close).
   private dirHandle: FileHandle | undefined;
   private metaDirHandle: FileHandle | undefined;
-  // The next create's two temp files, made while the daemon waits for the next call (see SpareFiles).
+  // The next create's two temp files, made by the previous create's job (see SpareFiles).
   private readonly spareData: SpareFiles;
   private readonly spareMeta: SpareFiles;
   private bootId: string | undefined;
@@ -255,7 +253,9 @@ export class FilePool implements BlockPool {
     if (this.opened) return;
     // mkdir answers with the first directory it created: the pool's own (or one above) means it was missing.
     const created = await fsp.mkdir(this.metaDir, { recursive: true, mode: 0o700 });
-    if (created !== undefined && (created === this.dir || this.dir.startsWith(created + path.sep))) {
+    const madeDir =
+      created !== undefined && (created === this.dir || this.dir.startsWith(created + path.sep));
+    if (madeDir) {
       // Often right (a first start), but also what a mistyped path or an unmounted disk looks like.
       this.log.warn(
         { pool: this.name, path: this.dir },
@@ -265,9 +265,7 @@ export class FilePool implements BlockPool {
     await fsp.mkdir(this.tmpDir, { recursive: true, mode: 0o700 });
     // Our own directories are private whatever the umask was when they were made.
     const mine = [path.join(this.dir, '.targetd'), this.metaDir, this.tmpDir];
-    if (created !== undefined && (created === this.dir || this.dir.startsWith(created + path.sep))) {
-      mine.push(this.dir);
-    }
+    if (madeDir) mine.push(this.dir);
     for (const d of mine) await fsp.chmod(d, 0o700);
 
     const lock = await fsp.open(path.join(this.dir, '.targetd', 'lock'), 'a', 0o600);
@@ -662,8 +660,9 @@ export class FilePool implements BlockPool {
       // The commit protocol at the top of this file, as one thread-pool job: on a fast disk each separate
       // step's round trip between threads costs as much as its I/O. The data file is all holes and its size
       // is in the metadata, so it needs no fsync.
+      const guards = this.guards();
       const steps: FsStep[] = [
-        ...this.guards(),
+        ...guards,
         { op: 'absent', path: this.dataPath(name) },
         { op: 'ftruncate', fd: data.fd, length: rounded },
         { op: 'pwrite', fd: meta.fd, data: Buffer.from(json) },
@@ -676,7 +675,7 @@ export class FilePool implements BlockPool {
         { op: 'close', fd: data.fd },
         { op: 'close', fd: meta.fd },
       ];
-      const FOREIGN = GUARD_STEPS;
+      const FOREIGN = guards.length;
       const SIZE = FOREIGN + 1;
       const PLACED = SIZE + 2;
       const COMMITTED = PLACED + 3;
@@ -687,7 +686,7 @@ export class FilePool implements BlockPool {
         // Not a step's failure: the job never ran, so neither did its closes.
         if (at < 0) for (const f of [data, meta]) closeFd(f.fd);
         placed = at > PLACED;
-        if (at >= 0 && at < GUARD_STEPS) throw this.movedError(err);
+        if (at >= 0 && at < FOREIGN) throw this.movedError(err);
         if (at === FOREIGN && isErrno(err, 'EEXIST')) throw this.foreignError(name);
         if (at === SIZE) throw sizeRefusal(err, rounded);
         if (at > COMMITTED) {
@@ -772,8 +771,9 @@ export class FilePool implements BlockPool {
       // someone else's file forever, while metadata left without data is cleaned up by open(). One
       // thread-pool job for the three steps (see create).
       let err: unknown;
+      const guards = this.guards();
       await fsSteps([
-        ...this.guards(),
+        ...guards,
         { op: 'unlink', path: this.dataPath(name) },
         { op: 'fsync', fd: this.dirHandle!.fd },
         { op: 'unlink', path: this.metaPath(name), missingOk: true },
@@ -781,8 +781,8 @@ export class FilePool implements BlockPool {
         err = e;
       });
       const at = failedStep(err);
-      const UNLINK_DATA = GUARD_STEPS;
-      if (err !== undefined && at >= 0 && at < GUARD_STEPS) throw this.movedError(err);
+      const UNLINK_DATA = guards.length;
+      if (err !== undefined && at >= 0 && at < UNLINK_DATA) throw this.movedError(err);
       if (err !== undefined && at === UNLINK_DATA) {
         if (!isErrno(err, 'ENOENT')) throw err;
         // Its data file was removed behind the pool's back: the volume is gone already, so finish the job.
